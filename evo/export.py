@@ -1,0 +1,116 @@
+"""One self-contained file per trained model: DNA, weights and input normalisation.
+
+The evolved result of Large-Scale Evolution is a fully trained model, not only an
+architecture; this module gets it out of the population.  The file is a ``torch.save``
+of plain containers (strings, numbers, tensors) and is read back with
+``torch.load(..., weights_only=True)``, so loading a model never runs code from the file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from .dna import DNA
+from .model import DNANet, build_model
+
+__all__ = ["EXPORT_FORMAT", "ExportedModel", "ExportError", "export_model", "load_model"]
+
+EXPORT_FORMAT = "evo-model"
+EXPORT_VERSION = 1
+
+
+class ExportError(RuntimeError):
+    """An exported model file that cannot be read; the message names the file."""
+
+
+class ExportedModel(nn.Module):
+    """A trained DNA network with its normalisation: takes images in [0, 1], returns logits."""
+
+    def __init__(self, net: DNANet, mean: Sequence[float], std: Sequence[float],
+                 classes: Sequence[str] | None = None, meta: Mapping[str, Any] | None = None) -> None:
+        super().__init__()
+        self.net = net
+        self.dna = net.dna
+        self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
+        self.classes = list(classes) if classes is not None else None
+        self.meta = dict(meta or {})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x``: float NCHW in [0, 1], or uint8 NCHW in [0, 255]."""
+        if x.dtype == torch.uint8:
+            x = x.float() / 255.0
+        return self.net((x - self.mean) / self.std)
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def export_model(
+    path: str | os.PathLike[str],
+    dna: DNA,
+    state_dict: Mapping[str, torch.Tensor],
+    mean: Sequence[float],
+    std: Sequence[float],
+    classes: Sequence[str] | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write DNA + weights + normalisation to ``path`` (atomically) and check it loads."""
+    net = build_model(dna)
+    missing, unexpected = net.load_state_dict(dict(state_dict), strict=False)
+    if missing or unexpected:
+        raise ExportError(f"weights do not fit the DNA: missing {missing}, unexpected {unexpected}")
+    payload = {
+        "format": EXPORT_FORMAT,
+        "version": EXPORT_VERSION,
+        "dna": dna.to_json(indent=None),
+        "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+        "mean": [float(m) for m in mean],
+        "std": [float(s) for s in std],
+        "classes": None if classes is None else [str(c) for c in classes],
+        "meta": dict(meta or {}),
+    }
+    path = Path(path)
+    _atomic_torch_save(payload, path)
+    return path
+
+
+def load_model(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> ExportedModel:
+    """A ready ``nn.Module`` in eval mode from a file written by :func:`export_model`."""
+    path = Path(path)
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise ExportError(f"{path}: no such file; write one with `evo export POPDIR --best -o {path}`") from None
+    except Exception as exc:  # torn, truncated or foreign file
+        raise ExportError(f"{path}: not a readable evo model file ({exc.__class__.__name__}: {exc})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != EXPORT_FORMAT:
+        raise ExportError(f"{path}: not an evo model file (no '{EXPORT_FORMAT}' marker)")
+    if int(payload.get("version", 0)) > EXPORT_VERSION:
+        raise ExportError(f"{path}: written by a newer evo (version {payload['version']}); upgrade evo")
+    dna = DNA.from_json(payload["dna"])
+    net = build_model(dna)
+    net.load_state_dict(payload["state_dict"])
+    model = ExportedModel(net, payload["mean"], payload["std"], payload.get("classes"), payload.get("meta"))
+    return model.to(map_location).eval()

@@ -278,5 +278,47 @@ def fsck(popdir: Path, repair: bool, as_json: bool) -> None:
         sys.exit(1)
 
 
+def _demo_report(ctx: click.Context, directory: Path) -> None:
+    """The end of the demo: leaderboard, progress plot, exported best model."""
+    commands = main.commands
+    if "top" in commands:
+        click.echo("the leaderboard (evo top):")
+        ctx.invoke(commands["top"], popdir=directory, n=5)
+    if "plot" in commands:
+        ctx.invoke(commands["plot"], popdir=directory, output=directory / "progress.png")
+    if "export" in commands:
+        ctx.invoke(commands["export"], popdir=directory, best=True, output=directory / "best-model.pt")
+    click.echo(f"
+look further: evo status {directory} | evo lineage {directory} ID | evo evaluate {directory} --best")
+
+
+# ------------------------------------------------------------------------------------------ demo
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default="evo-demo")
+@click.option("--workers", "-w", type=int, default=None, help="Local worker processes (default: one per core).")
+@click.option("--max-individuals", type=int, default=None, help="Budget (default 120).")
+@click.option("--steps-per-child", type=int, default=None, help="SGD steps per child (default 150).")
+@click.pass_context
+@friendly
+def demo(ctx: click.Context, directory: Path, workers: int | None, max_individuals: int | None,
+         steps_per_child: int | None) -> None:
+    """Evolve classifiers for the embedded synthetic data set with local workers, in a few minutes.
+
+    Creates DIRECTORY (default ./evo-demo), runs one worker per core until the budget, then
+    prints the leaderboard, writes the progress plot and exports the best model.  Run it again
+    to continue an interrupted demo.
+    """
+    from .demo import run_demo
+
+    overrides = {k: v for k, v in {"max_individuals": max_individuals,
+                                   "steps_per_child": steps_per_child}.items() if v is not None}
+    summary = run_demo(directory, workers=workers, overrides=overrides, echo=click.echo)
+    best = summary["best"]
+    click.echo(f"\ndone in {summary['wall_s']:.0f}s: {summary['born']} individuals trained; best validation "
+               f"accuracy {best[1]:.3f} (individual {best[0]}), best seed individual "
+               f"{summary['seed_best']:.3f}\n" if best else "\ndone: no individual finished\n")
+    _demo_report(ctx, directory)
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

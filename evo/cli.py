@@ -288,8 +288,7 @@ def _demo_report(ctx: click.Context, directory: Path) -> None:
         ctx.invoke(commands["plot"], popdir=directory, output=directory / "progress.png")
     if "export" in commands:
         ctx.invoke(commands["export"], popdir=directory, best=True, output=directory / "best-model.pt")
-    click.echo(f"
-look further: evo status {directory} | evo lineage {directory} ID | evo evaluate {directory} --best")
+    click.echo(f"\nlook further: evo status {directory} | evo lineage {directory} ID | evo evaluate {directory} --best")
 
 
 # ------------------------------------------------------------------------------------------ demo

@@ -9,7 +9,8 @@ Layout (``POP`` is the population directory)::
     POP/config.json        immutable experiment config (format_version, strategy, budgets, ...)
     POP/control.json       mutable run-control knobs, replaced atomically (mutations_per_child,
                            paused, stopped, reset_generation, epoch)
-    POP/state.json         running counters (next_id hint, trainings committed, total FLOPs, top K)
+    POP/state.json         running counters (trainings committed, total FLOPs, top K), at commit
+    POP/next_id            the next individual id (a hint; ids/ claims are authoritative)
     POP/events.jsonl       append-only event log, one JSON object per line
     POP/alive/<id>/        living individuals: dna.json, fitness.json, checkpoint.pt
     POP/dead/<id//1000>/<id>/   dead individuals (DNA and fitness kept forever, + death.json)
@@ -140,6 +141,7 @@ FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 CONTROL_FILE = "control.json"
 STATE_FILE = "state.json"
+NEXT_ID_FILE = "next_id"
 EVENTS_FILE = "events.jsonl"
 ALIVE = "alive"
 DEAD = "dead"
@@ -554,7 +556,7 @@ class Control:
 
 
 def _default_state() -> dict:
-    return {"next_id": 1, "trained": 0, "flops": 0.0, "top": [], "updated_at": time.time()}
+    return {"trained": 0, "flops": 0.0, "top": [], "updated_at": time.time()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -1221,9 +1223,8 @@ class Population:
                 }, fsync=False)
             ctl = Control(mutations_per_child=config.mutations_per_child, updated_at=now)
             atomic_write_json(os.path.join(build, CONTROL_FILE), ctl.to_dict())
-            st = _default_state()
-            st["next_id"] = P + 1
-            atomic_write_json(os.path.join(build, STATE_FILE), st)
+            atomic_write_json(os.path.join(build, STATE_FILE), _default_state())
+            atomic_write_bytes(os.path.join(build, NEXT_ID_FILE), b"%d\n" % (P + 1))
             ev = {"t": now, "event": "create", "population_size": P, "strategy": config.strategy,
                   "seeds": [1, P], "format_version": FORMAT_VERSION, "host": socket.gethostname()}
             atomic_write_bytes(os.path.join(build, EVENTS_FILE), _dumps(ev, indent=None))
@@ -1310,14 +1311,27 @@ class Population:
         atomic_write_json(self._control_path, ctl.to_dict(), fsync_dir=True)
 
     def read_state(self) -> dict:
+        """The running counters: trained (trainings committed), flops, top (K best ever)."""
         d = load_json_or_none(self._state_path)
-        if d is None or not isinstance(d.get("next_id"), int):
+        if d is None or not isinstance(d.get("trained"), int):
             _warn(f"{self._state_path} is missing or unreadable; rebuilding the counters by a full "
                   f"scan (slow, once)")
             d = _recount(self.root, self.config)
+            d.pop("next_id", None)
             with contextlib.suppress(OSError):
                 atomic_write_json(self._state_path, d)
         return d
+
+    def read_next_id(self) -> int:
+        """The next id hint (claims in ids/ make allocation safe even when it is stale)."""
+        try:
+            return max(1, int(read_bytes(os.path.join(self.root, NEXT_ID_FILE)).strip()))
+        except (OSError, ValueError):
+            return 1
+
+    def _write_next_id(self, n: int) -> None:
+        with contextlib.suppress(OSError):
+            atomic_write_bytes(os.path.join(self.root, NEXT_ID_FILE), b"%d\n" % n, fsync=False)
 
     def _write_state(self, st: dict) -> None:
         st["updated_at"] = time.time()
@@ -1436,13 +1450,25 @@ class Population:
                 os.makedirs(d, exist_ok=True)
         raise StoreError(f"could not claim a new individual id under {self._ids}")
 
+    def _unclaim(self, i: int) -> None:
+        """Give back a claimed id that no individual got (the step was given up)."""
+        _unlink_quiet(os.path.join(self._ids, _shard(i), str(i)))
+
     # ---------------------------------------------------------------------- budgets
-    def _budget_reason(self, st: dict, n_inflight: int) -> str | None:
+    # The individuals budget rests on id claims (robust without mutual exclusion): no individual
+    # with an id above max_individuals is ever created.  The FLOPs budget reads the running
+    # counter in state.json (exact under a lock; without one it may lose updates and fsck
+    # --repair recomputes it).
+    def _flops_budget(self, st: dict) -> str | None:
         c = self.config
-        if c.max_individuals is not None and st.get("trained", 0) + n_inflight >= c.max_individuals:
-            return f"budget of {c.max_individuals} individuals reached"
-        if c.max_flops is not None and st.get("flops", 0.0) >= c.max_flops:
+        if c.max_flops is not None and float(st.get("flops", 0.0)) >= c.max_flops:
             return f"budget of {c.max_flops:g} FLOPs reached"
+        return None
+
+    def _individuals_budget(self, next_id: int) -> str | None:
+        c = self.config
+        if c.max_individuals is not None and next_id > c.max_individuals:
+            return f"budget of {c.max_individuals} individuals reached"
         return None
 
     # ---------------------------------------------------------------------- next_task
@@ -1482,17 +1508,31 @@ class Population:
                 claimed = out.claimed
                 time.sleep(rng.random() * 0.002)
                 continue
+            if claimed is not None and not (isinstance(out, Task) and out.child_id == claimed):
+                self._unclaim(claimed)
             if self.keep_stats:
                 self.stats["next_task"].append(time.perf_counter() - t_start)
             return out
+        if claimed is not None:
+            self._unclaim(claimed)
         return Wait("contention", False, 0.1, "too many concurrent changes; try again")
 
     def _step(self, worker: WorkerInfo, rng: random.Random, ctl: Control, token: str,
               claimed: int | None, post: list) -> Task | Wait | _Retry:
+        events: list[dict] = []
+        try:
+            return self._step_inner(worker, rng, ctl, token, claimed, post, events)
+        finally:
+            if events:
+                self._append_events(events)
+
+    def _step_inner(self, worker: WorkerInfo, rng: random.Random, ctl: Control, token: str,
+                    claimed: int | None, post: list, events: list) -> Task | Wait | _Retry:
         st = self.read_state()
         pending = sorted(self._list_ids(self._pending))
         inflight = self._list_inflight()
-        budget = self._budget_reason(st, len(inflight))
+        flops_hit = self._flops_budget(st)
+        maxi = self.config.max_individuals
         poll = max(0.05, min(self.config.heartbeat_s, 5.0))
 
         # 1. pending work: resumes always (they finish what was started), the rest within budget
@@ -1501,22 +1541,24 @@ class Population:
             tj = load_json_or_none(os.path.join(pdir, TASK_FILE))
             if tj is None:
                 continue  # torn or being created; fsck --repair handles it
-            is_resume = tj.get("attempts", 0) > 0
-            if budget and not is_resume:
-                continue
+            if not tj.get("attempts", 0):
+                if flops_hit or (maxi is not None and tj.get("kind") == "seed" and i > maxi):
+                    continue
             task = self._reserve_pending(i, pdir, tj, worker, token, ctl)
             if task is not None:
                 return task
-        if budget:
-            done = not inflight and not self._list_ids(self._pending)
-            return Wait("budget", done, poll, budget)
+        if flops_hit:
+            return Wait("budget", not inflight, poll, flops_hit)
+        if claimed is None:
+            hit = self._individuals_budget(self.read_next_id())
+            if hit:
+                return Wait("budget", not inflight, poll, hit)
 
         # 2. one selection step
         records = self._alive_records(ctl)
         P = self.config.population_size
         popn = len(records) + len(inflight) + len(pending)
         strategy = self.config.strategy
-        events: list[dict] = []
         if popn > P and len(records) >= 2:  # overshoot (possible without mutual exclusion)
             _, v = _strategies.select(strategy, records, rng, kill=True, sample_size=self.config.sample_size)
             if v is not None and self._kill(v, None, worker, "cull", events, post):
@@ -1524,16 +1566,18 @@ class Population:
                 popn -= 1
         at_setpoint = popn >= P
         if not records and (strategy != "random" or at_setpoint):
-            self._append_events(events) if events else None
             return Wait("empty", False, poll, "no living individual to select from yet")
         if at_setpoint and len(records) < 2 and strategy != "random":
-            self._append_events(events) if events else None
             return Wait("empty", False, poll, "the whole population is in flight")
         parent, victim = _strategies.select(strategy, records, rng, kill=at_setpoint,
                                             sample_size=self.config.sample_size)
         if strategy == "random":
             parent = None
-        cid = claimed if claimed is not None else self._claim_id(st.get("next_id", 1))
+        cid = claimed if claimed is not None else self._claim_id(self.read_next_id())
+        hit = self._individuals_budget(cid)
+        if hit:
+            self._write_next_id(cid + 1)
+            return Wait("budget", not inflight, poll, hit)
         resv = os.path.join(self._tmp, f"resv-{token}")
         os.mkdir(resv)
         try:
@@ -1586,11 +1630,9 @@ class Population:
         except BaseException:
             _rmtree_quiet(resv)
             raise
-        st["next_id"] = max(st.get("next_id", 1), cid + 1)
-        self._write_state(st)
+        self._write_next_id(cid + 1)
         events.append({"event": "start", "id": cid, "kind": kind, "parent": parent,
                        "mutations": ctl.mutations_per_child, "worker": worker.id, "lease": token})
-        self._append_events(events)
         if inherit and parent_ckpt is None:
             parent_ckpt = os.path.join(lease.path, PARENT_CHECKPOINT_FILE)
         return Task(kind=kind, child_id=cid, parent_id=parent, mutations=ctl.mutations_per_child,
@@ -2074,7 +2116,7 @@ class Population:
             "population_size": c.population_size, "alive": len(alive), "dead": dead,
             "pending": len(self._list_ids(self._pending)), "inflight": len(leases),
             "expired_leases": sum(1 for x in leases if x["expired"]),
-            "trained": st.get("trained"), "flops": st.get("flops"), "next_id": st.get("next_id"),
+            "trained": st.get("trained"), "flops": st.get("flops"), "next_id": self.read_next_id(),
             "budget": {"max_individuals": c.max_individuals, "max_flops": c.max_flops},
             "control": self.read_control().to_dict(), "lock": self.lock_kind,
             "lock_reason": self.lock_reason, "best_alive": best,
@@ -2578,7 +2620,7 @@ def _fsck(root: str, repair: bool) -> FsckReport:
     if have is None:
         pr = rep.add("state", spath, "counters file missing or torn")
         if repair:
-            atomic_write_json(spath, want)
+            atomic_write_json(spath, {k: v for k, v in want.items() if k != "next_id"})
             pr.repaired = True
     else:
         diffs = []
@@ -2586,18 +2628,20 @@ def _fsck(root: str, repair: bool) -> FsckReport:
             diffs.append(f"trained {have.get('trained')} != {want['trained']}")
         if not math.isclose(float(have.get("flops") or 0.0), want["flops"], rel_tol=1e-9, abs_tol=1e-6):
             diffs.append(f"flops {have.get('flops')} != {want['flops']}")
-        if not isinstance(have.get("next_id"), int) or have["next_id"] < want["next_id"]:
-            diffs.append(f"next_id {have.get('next_id')} < {want['next_id']}")
         if cfg.keep_top and have.get("top") != want.get("top"):
             diffs.append("top-K list differs")
         if diffs:
             pr = rep.add("counters", spath, "; ".join(diffs) + " (lost updates or a crash mid-commit)",
                          severity="warning")
             if repair:
-                want["next_id"] = max(want["next_id"], have.get("next_id") or 0) if isinstance(
-                    have.get("next_id"), int) else want["next_id"]
-                atomic_write_json(spath, want)
+                atomic_write_json(spath, {k: v for k, v in want.items() if k != "next_id"})
                 pr.repaired = True
+    if pop.read_next_id() < want["next_id"]:
+        pr = rep.add("next-id", os.path.join(root, NEXT_ID_FILE),
+                     f"next id hint {pop.read_next_id()} < {want['next_id']}", severity="warning")
+        if repair:
+            pop._write_next_id(want["next_id"])
+            pr.repaired = True
 
     rep.counts = {
         "alive": len(alive_ids), "dead": len(dead_ids),

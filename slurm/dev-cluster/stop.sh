@@ -111,22 +111,25 @@ tree_of() {
 # Job steps that outlived slurmd: a slurmstepd of this cluster inherits its SLURM_CONF
 # environment from our slurmd and keeps our slurmd.log open.
 leftover_stepds() {
-  local dir
+  local dir fd
   for dir in /proc/[0-9]*; do
     [ "$(cat "$dir/comm" 2>/dev/null)" = slurmstepd ] || continue
-    if grep -qzxF -- "SLURM_CONF=$CONF" "$dir/environ" 2>/dev/null \
-       || { ls -l "$dir/fd/" 2>/dev/null | grep -qF -- "-> $STATE/"; }; then
+    if grep -qzxF -- "SLURM_CONF=$CONF" "$dir/environ" 2>/dev/null; then
       echo "${dir#/proc/}"
+      continue
     fi
+    for fd in "$dir"/fd/*; do
+      case $(readlink "$fd" 2>/dev/null) in "$STATE"/*) echo "${dir#/proc/}"; break ;; esac
+    done
   done
 }
 
 rc=0
 if [ "$KEEP_JOBS" = 0 ] && running_pid slurmctld >/dev/null; then
-  jobs=$(squeue -h -o %A 2>/dev/null | sort -u | tr '\n' ' ') || jobs=""
-  if [ -n "${jobs// /}" ]; then
-    log "cancelling jobs: $jobs"
-    scancel $jobs 2>/dev/null || true
+  mapfile -t jobs < <(squeue -h -o %A 2>/dev/null | sort -u)
+  if [ "${#jobs[@]}" -gt 0 ]; then
+    log "cancelling jobs: ${jobs[*]}"
+    scancel "${jobs[@]}" 2>/dev/null || true
     waited=0
     while [ -n "$(squeue -h -o %A 2>/dev/null)" ] && [ "$waited" -lt $(( TIMEOUT * 10 )) ]; do
       sleep 0.1; waited=$((waited + 1))
@@ -145,9 +148,9 @@ for pid in $(leftover_stepds); do
     log "slurmstepd (pid $pid) keeps running its job (--keep-jobs)"
     continue
   fi
-  victims=$(tree_of "$pid" | tr '\n' ' ')
-  log "killing a leftover job step: slurmstepd $pid and its processes ($victims)"
-  kill -KILL $victims 2>/dev/null || true
+  mapfile -t victims < <(tree_of "$pid")
+  log "killing a leftover job step: slurmstepd $pid and its processes (${victims[*]})"
+  kill -KILL "${victims[@]}" 2>/dev/null || true
 done
 
 if [ "$rc" = 0 ]; then

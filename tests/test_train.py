@@ -1,0 +1,178 @@
+"""Tests of evo.train: the recipe, divergence handling, interruption, bit-identical resumption, state files."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from evo.data import load_dataset
+from evo.train import StateError, TrainConfig, evaluate, evaluate_split, load_state, save_state, train
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # one intra-op thread: fast and steady on a shared 2-core machine (OpenMP spins badly when oversubscribed)
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_dataset("synthetic", n_train=1000, n_val=300, n_test=200)
+
+
+def small_convnet(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.Conv2d(8, 16, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
+
+
+def cfg(**kw):
+    base = dict(steps=30, batch_size=50, device="cpu", seed=7, check_every=10, poll_every=5,
+                checkpoint_every_s=None)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_defaults_are_the_papers_recipe():
+    c = TrainConfig()
+    assert (c.batch_size, c.momentum, c.weight_decay, c.augment, c.augment_pad) == (50, 0.9, 1e-4, True, 4)
+    assert c.steps == 25600
+
+
+def test_train_reports_fitness_steps_and_speed(data):
+    model = small_convnet()
+    r = train(model, data, 0.1, cfg(steps=40))
+    assert r.outcome == "ok" and r.reason == "" and r.steps_done == 40
+    assert 0.0 <= r.fitness <= 1.0 and math.isfinite(r.train_loss)
+    assert r.images_per_s > 0 and r.wall_s > 0 and r.state is None
+    assert r.fitness == evaluate_split(model, data, "val")
+    assert model.training  # left in train mode
+
+
+def test_training_does_not_touch_the_callers_rng(data):
+    before = torch.get_rng_state()
+    train(small_convnet(), data, 0.1, cfg(steps=10))
+    assert torch.equal(before, torch.get_rng_state())
+
+
+def test_same_seed_same_weights_other_seed_other_weights(data):
+    a, b, c = small_convnet(), small_convnet(), small_convnet()
+    train(a, data, 0.1, cfg(steps=20))
+    train(b, data, 0.1, cfg(steps=20))
+    train(c, data, 0.1, cfg(steps=20, seed=8))
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert not all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), c.state_dict().values()))
+
+
+@pytest.mark.parametrize("lr", [1e30, float("inf"), float("nan")])
+def test_divergence_gives_fitness_zero_not_an_exception(data, lr):
+    r = train(small_convnet(), data, lr, cfg(steps=40))
+    assert r.outcome == "nan_loss" and r.fitness == 0.0
+    assert r.reason and r.steps_done <= 40
+
+
+def test_nan_is_caught_between_checks(data):
+    # the loss turns NaN at once but is only read every check_every steps: the training stops at that check
+    r = train(small_convnet(), data, 1e30, cfg(steps=200, check_every=25))
+    assert r.outcome == "nan_loss" and r.steps_done in (25, 50) and "step" in r.reason
+
+
+def test_interrupt_save_load_resume_is_bit_identical(data, tmp_path):
+    steps = 30
+    ref = small_convnet()
+    r_ref = train(ref, data, 0.05, cfg(steps=steps))
+
+    polls = []
+
+    def stop_after_10():
+        polls.append(1)
+        return len(polls) >= 2  # polled at steps 5 and 10
+
+    part = small_convnet()
+    r1 = train(part, data, 0.05, cfg(steps=steps), should_stop=stop_after_10)
+    assert r1.outcome == "interrupted" and r1.steps_done == 10 and r1.fitness is None
+    path = tmp_path / "state.pt"
+    save_state(r1.state, path)
+    state = load_state(path)
+    assert state["step"] == 10
+
+    fresh = small_convnet(seed=123)  # other initial weights: everything must come from the state
+    r2 = train(fresh, data, 0.05, cfg(steps=steps), state=state)
+    assert r2.outcome == "ok" and r2.steps_done == steps
+    ref_sd, res_sd = ref.state_dict(), fresh.state_dict()
+    assert ref_sd.keys() == res_sd.keys()
+    for k in ref_sd:
+        assert torch.equal(ref_sd[k], res_sd[k]), k
+    assert r2.fitness == r_ref.fitness
+
+
+def test_checkpoints_are_resumable_states(data, tmp_path):
+    seen = []
+    model = small_convnet()
+    train(model, data, 0.05, cfg(steps=30, checkpoint_every_steps=10), on_checkpoint=seen.append)
+    assert [s["step"] for s in seen] == [10, 20]
+    path = tmp_path / "ckpt.pt"
+    save_state(seen[0], path)
+    # a state holds tensors, ints and floats only: it loads with weights_only=True
+    state = torch.load(path, weights_only=True)
+    assert isinstance(state["generator"], torch.Tensor) and isinstance(state["perm"], torch.Tensor)
+    resumed = small_convnet(seed=5)
+    train(resumed, data, 0.05, cfg(steps=30), state=load_state(path))
+    for a, b in zip(model.state_dict().values(), resumed.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_torn_or_foreign_state_files_give_a_clear_error(data, tmp_path):
+    r = train(small_convnet(), data, 0.05, cfg(steps=20), should_stop=lambda: True)
+    path = tmp_path / "state.pt"
+    save_state(r.state, path)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    blob = path.read_bytes()
+    torn = tmp_path / "torn.pt"
+    torn.write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(StateError, match=str(torn)):
+        load_state(torn)
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"\x00" * 100)
+    with pytest.raises(StateError, match="junk.pt"):
+        load_state(junk)
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.zeros(2)}, other)
+    with pytest.raises(StateError, match="not an evo training state"):
+        load_state(other)
+    with pytest.raises(StateError, match="does not exist"):
+        load_state(tmp_path / "missing.pt")
+
+
+def test_evaluate():
+    class Always(nn.Module):
+        def __init__(self, k):
+            super().__init__()
+            self.k = k
+            self.p = nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            out = torch.zeros(len(x), 10)
+            out[:, self.k] = 1.0
+            return out + self.p
+
+    y = torch.tensor([0, 1, 1, 2, 1, 3, 1, 0])
+    x = torch.zeros(8, 3, 4, 4)
+    assert evaluate(Always(1), x, y, batch_size=3) == 0.5
+    assert evaluate(Always(9), x, y) == 0.0
+    with pytest.raises(ValueError, match="mean= and std="):
+        evaluate(Always(1), x.to(torch.uint8), y)
+    assert evaluate(Always(0), x.to(torch.uint8), y, mean=(0.5,) * 3, std=(0.2,) * 3) == 0.25
+
+
+def test_a_model_without_batchnorm_or_convs_trains(data):
+    seed_model = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 10))
+    r = train(seed_model, data, 0.1, cfg(steps=20, augment=False))
+    assert r.outcome == "ok" and r.fitness < 0.3

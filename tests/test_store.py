@@ -42,6 +42,11 @@ FORK = multiprocessing.get_context("fork")
 # ------------------------------------------------------------------------------------------
 
 
+def jload(path):
+    with open(path) as f:
+        return json.load(f)
+
+
 def put(path, data):
     with open(path, "wb" if isinstance(data, bytes) else "w") as f:
         f.write(data)
@@ -121,7 +126,9 @@ def read_log(path):
     out = []
     if not os.path.exists(path):
         return out
-    for line in open(path):
+    with open(path) as f:
+        lines = f.readlines()
+    for line in lines:
         try:
             out.append(json.loads(line))
         except ValueError:
@@ -205,9 +212,9 @@ def check_invariants(root, log, *, population_size, exact_population=True, resum
         i = e["id"]
         p = os.path.join(root, "alive", str(i)) if i in alive else os.path.join(root, "dead", str(i // 1000), str(i))
         assert i in alive or i in dead, f"committed child {i} lost"
-        rec = json.load(open(os.path.join(p, "fitness.json")))
+        rec = jload(os.path.join(p, "fitness.json"))
         assert rec["task_uid"] == e["uid"] and rec["id"] == i
-        assert json.load(open(os.path.join(p, "dna.json")))
+        assert jload(os.path.join(p, "dna.json"))
     # no child trained (to completion) twice
     c = collections.Counter(e["id"] for e in committed if e["status"] == "committed")
     assert not [i for i, n in c.items() if n > 1], "a child was committed twice"
@@ -233,10 +240,10 @@ def test_create_layout_and_seeds(tmp_path):
     root = pop.root
     for d in ("alive", "dead", "pending", "inflight", "tmp", "ids", "quarantine"):
         assert os.path.isdir(os.path.join(root, d))
-    cfg = json.load(open(os.path.join(root, "config.json")))
+    cfg = jload(os.path.join(root, "config.json"))
     assert cfg["format_version"] == store.FORMAT_VERSION and cfg["population_size"] == 5
     assert sorted(os.listdir(os.path.join(root, "pending"))) == ["1", "2", "3", "4", "5"]
-    ctl = json.load(open(os.path.join(root, "control.json")))
+    ctl = jload(os.path.join(root, "control.json"))
     assert ctl["mutations_per_child"] == 1 and not ctl["paused"] and not ctl["stopped"]
     t = pop.next_task(WorkerInfo.from_env(), random.Random(0))
     assert t.kind == "seed" and t.child_id == 1 and t.dna == {"seed": True} and t.parent_id is None
@@ -283,9 +290,9 @@ def test_open_errors(tmp_path):
         Population.open(str(tmp_path / "nope"))
     pop = make(tmp_path)
     cpath = os.path.join(pop.root, "config.json")
-    cfg = json.load(open(cpath))
+    cfg = jload(cpath)
     cfg["format_version"] = store.FORMAT_VERSION + 1
-    json.dump(cfg, open(cpath, "w"))
+    put(cpath, json.dumps(cfg))
     with pytest.raises(FormatVersionError, match="upgrade evo"):
         Population.open(pop.root)
 
@@ -332,14 +339,14 @@ def test_seed_then_selection_kills_at_selection_time(tmp_path):
     dead = pop.dead_path(task.victim_id)
     assert os.path.isdir(dead) and not os.path.exists(pop.alive_path(task.victim_id))
     assert set(os.listdir(dead)) == {"dna.json", "fitness.json", "death.json"}
-    assert json.load(open(os.path.join(dead, "death.json")))["killed_by"] == task.child_id
-    lease = json.load(open(os.path.join(task.lease.path, "lease.json")))
+    assert jload(os.path.join(dead, "death.json"))["killed_by"] == task.child_id
+    lease = jload(os.path.join(task.lease.path, "lease.json"))
     assert lease["worker"]["id"] == "me" and lease["expires_at"] > time.time()
     res = pop.commit(task, {"child": 1}, {"fitness": 0.5, "flops": 7.0, "params": 3, "steps_trained": 9,
                                           "mutations": ["IDENTITY"], "extra_key": 1},
                      checkpoint=writer(b"w"))
     assert res.status == "committed" and res.path == pop.alive_path(task.child_id)
-    rec = json.load(open(os.path.join(res.path, "fitness.json")))
+    rec = jload(os.path.join(res.path, "fitness.json"))
     for k in ("id", "parent_id", "fitness", "steps_trained", "flops", "params", "mutations", "outcome",
               "reason", "born_at", "finished_at", "worker", "host", "slurm_job_id",
               "slurm_array_job_id", "slurm_array_task_id", "dna_hash", "generation"):
@@ -437,11 +444,12 @@ def test_release_then_resume_with_checkpoint_and_dna(tmp_path):
     t2 = pop.next_task(WorkerInfo.from_env(id="other"), rng)
     assert t2.kind == "resume" and t2.resume_of == "child" and t2.child_id == task.child_id
     assert t2.dna == {"mutated": True} and t2.mutations_applied == ["INSERT-CONVOLUTION"]
-    assert open(t2.resume_checkpoint, "rb").read() == b"step 100"
+    with open(t2.resume_checkpoint, "rb") as f:
+        assert f.read() == b"step 100"
     assert t2.parent_id == task.parent_id and t2.attempt == 1
     res = pop.commit(t2, t2.dna, {"fitness": 0.7}, checkpoint=writer(b"w"))
     assert res.status == "committed"
-    rec = json.load(open(os.path.join(res.path, "fitness.json")))
+    rec = jload(os.path.join(res.path, "fitness.json"))
     assert rec["kind"] == "child" and rec["mutations"] == ["INSERT-CONVOLUTION"] and rec["attempts"] == 2
 
 
@@ -493,7 +501,7 @@ def test_completed_but_unfinalized_child_is_committed_by_recovery(tmp_path, monk
     other = Population.open(pop.root)
     assert other.recover_expired() == [task.child_id]
     p = other.alive_path(task.child_id)
-    assert json.load(open(os.path.join(p, "fitness.json")))["fitness"] == 0.9
+    assert jload(os.path.join(p, "fitness.json"))["fitness"] == 0.9
     assert pop.commit(task, {"done": 1}, {"fitness": 0.9}).status == "already_committed"
     assert fsck(pop.root).ok
 
@@ -508,7 +516,7 @@ def test_crash_looping_child_is_abandoned(tmp_path):
     assert task.child_id == 1 and task.kind == "resume"
     time.sleep(0.3)
     assert pop.recover_expired() == [1]
-    rec = json.load(open(os.path.join(pop.dead_path(1), "fitness.json")))
+    rec = jload(os.path.join(pop.dead_path(1), "fitness.json"))
     assert rec["outcome"] == "abandoned" and rec["fitness"] is None
     assert fsck(pop.root).ok
 
@@ -520,7 +528,7 @@ def test_reset_weights_retrains_every_living_individual(tmp_path):
     for _ in range(3):
         train_one(pop, me, rng)
     alive = sorted(int(n) for n in os.listdir(os.path.join(pop.root, "alive")))
-    before = {i: json.load(open(os.path.join(pop.alive_path(i), "fitness.json"))) for i in alive}
+    before = {i: jload(os.path.join(pop.alive_path(i), "fitness.json")) for i in alive}
     assert Population.open(pop.root).reset_weights() == 3
     assert os.listdir(os.path.join(pop.root, "alive")) == []
     seen = []
@@ -534,9 +542,9 @@ def test_reset_weights_retrains_every_living_individual(tmp_path):
     assert sorted(seen) == alive
     for i in alive:
         d = pop.alive_path(i)
-        rec = json.load(open(os.path.join(d, "fitness.json")))
+        rec = jload(os.path.join(d, "fitness.json"))
         assert rec["fitness"] == 0.01 and rec["generation"] == 1 and rec["kind"] == "retrain"
-        old = json.load(open(os.path.join(d, "fitness.g0.json")))
+        old = jload(os.path.join(d, "fitness.g0.json"))
         assert old["fitness"] == before[i]["fitness"]
         assert os.path.exists(os.path.join(d, "checkpoint.g0.pt"))
     # the selection cache sees the new fitness values
@@ -622,7 +630,8 @@ def test_truncated_fitness_is_a_warning_and_fsck_requeues_it(tmp_path):
     fill(pop, me, rng)
     victim = sorted(os.listdir(os.path.join(pop.root, "alive")))[0]
     fpath = os.path.join(pop.root, "alive", victim, "fitness.json")
-    data = open(fpath, "rb").read()
+    with open(fpath, "rb") as f:
+        data = f.read()
     put(fpath, data[: len(data) // 2])
     fresh = Population.open(pop.root)
     with pytest.warns(CorruptFileWarning, match=victim):
@@ -661,6 +670,7 @@ def test_event_log_torn_lines(tmp_path):
     assert len(list(read_events(pop.root, warn=False))) == n + 2
 
 
+@pytest.mark.filterwarnings("ignore::evo.store.StoreWarning")
 def test_torn_lease_control_state_task_files(tmp_path):
     pop = make(tmp_path, population_size=3, lease_ttl_s=0.3, heartbeat_s=0.1)
     me, rng = WorkerInfo.from_env(), random.Random(16)
@@ -699,7 +709,8 @@ def test_fsck_repairs_orphans_stale_locks_missing_events(tmp_path):
     task = pop.next_task(me, rng)  # will expire
     put(os.path.join(pop.root, "lock.soft"), '{"token": "zz", "pid": 1}')
     # a death whose event was lost (crash between the rename and the append)
-    lines = open(os.path.join(pop.root, "events.jsonl")).read().splitlines()
+    with open(os.path.join(pop.root, "events.jsonl")) as f:
+        lines = f.read().splitlines()
     dead_ev = [l for l in lines if '"death"' in l][-1]
     put(os.path.join(pop.root, "events.jsonl"), "\n".join(l for l in lines if l != dead_ev) + "\n")
     time.sleep(0.3)
@@ -730,7 +741,7 @@ def test_soft_lock_breaks_a_stale_lock(tmp_path):
     with pytest.warns(store.StoreWarning, match="broke the stale soft lock"):
         lock.acquire(timeout=5)
     assert time.time() - t < 1.0
-    assert json.load(open(path))["token"] != "dead"
+    assert jload(path)["token"] != "dead"
     lock.release()
     assert not os.path.exists(path)
     # a fresh lock without heartbeat is broken once its TTL passes
@@ -789,7 +800,8 @@ def test_locks_give_mutual_exclusion(tmp_path, kind):
     for p in ps:
         p.join(60)
         assert p.exitcode == 0
-    assert int(open(counter).read()) == 240
+    with open(counter) as f:
+        assert int(f.read()) == 240
 
 
 # ------------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import random
 import signal
@@ -53,6 +54,17 @@ def random_dna(rng: random.Random, input_shape: tuple[int, int, int], num_classe
     allowed = [n for n, _ in base.candidates() if n not in (IDENTITY, RESET_WEIGHTS)]
     cfg = dataclasses.replace(base, allowed=tuple(allowed))
     return mutate(seed_dna(input_shape, num_classes), rng, n=rng.randint(0, max_mutations), config=cfg)
+
+
+def _finite(x: Any) -> Any:
+    """JSON has no NaN: non-finite floats in a fitness record become null."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    return x
 
 
 def _load_weights(path: str) -> dict[str, torch.Tensor]:
@@ -171,9 +183,16 @@ class Worker:
                       f"{'resuming at step ' + str(state['step']) if state else 'training'}")
         cfg = self.train_config(task)
         t_ready = time.time()
+        # segments [start, end) of steps trained by each attempt, kept inside the training state so
+        # that a resumed child's record shows how its steps were trained (a preemption loses none)
+        prior = [list(map(int, seg)) for seg in (state or {}).get("segments", [])]
+        start = int(state["step"]) if state else 0
+
+        def with_segments(st: dict) -> dict:
+            return {**st, "segments": prior + [[start, int(st["step"])]]}
 
         def checkpoint(st: dict) -> None:
-            lease.save_checkpoint(lambda path: save_state(st, path))
+            lease.save_checkpoint(lambda path: save_state(with_segments(st), path))
 
         with lease.keepalive():
             result: TrainResult = train(model, self.dataset, dna.learning_rate, cfg, state=state,
@@ -184,7 +203,7 @@ class Worker:
             return "lost"
         if result.outcome == "interrupted":
             try:
-                lease.save_checkpoint(lambda path: save_state(result.state, path))
+                lease.save_checkpoint(lambda path: save_state(with_segments(result.state), path))
             except LeaseLost:
                 return "lost"
             self.pop.release(task, reason=f"interrupted: {self.interrupt_reason or 'stop'}")
@@ -200,6 +219,7 @@ class Worker:
             "outcome": result.outcome,
             "reason": result.reason,
             "steps_trained": result.steps_done,
+            "segments": prior + [[start, result.steps_done]],
             "flops": cost.total_flops,
             "params": cost.params,
             "forward_flops": cost.forward_flops,
@@ -214,7 +234,7 @@ class Worker:
             "overhead_s": {"prepare": t_ready - t0},
         }
         weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        out = self.pop.commit(task, dna.to_dict(), record, checkpoint=lambda path: torch.save(weights, path))
+        out = self.pop.commit(task, dna.to_dict(), _finite(record), checkpoint=lambda path: torch.save(weights, path))
         self.children += 1
         if not out:
             self.progress(f"child {task.child_id}: not committed ({out.status})")

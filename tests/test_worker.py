@@ -1,0 +1,211 @@
+"""The worker with real processes and real (tiny) training: budgets, kills, signals, bad files."""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from evo.dna import seed_dna
+from evo.store import Population, fsck, read_events
+from evo.worker import EXIT_DONE, EXIT_INTERRUPTED, Worker, run_worker
+
+TINY_DATA = {"n_train": 600, "n_val": 200, "n_test": 200, "image_size": 8}
+
+
+def make_pop(root: Path, **overrides) -> Population:
+    cfg = dict(dataset="synthetic", dataset_kwargs=TINY_DATA, population_size=5, steps_per_child=20,
+               max_individuals=30, lock="flock", lease_ttl_s=4.0, heartbeat_s=0.5, checkpoint_every_s=0.3,
+               train={"check_every": 5, "poll_every": 2})
+    cfg.update(overrides)
+    return Population.create(str(root), cfg)
+
+
+def spawn(root: Path, *extra: str, quiet: bool = True) -> subprocess.Popen:
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    args = [sys.executable, "-m", "evo", "worker", str(root), *(["-q"] if quiet else []), *extra]
+    return subprocess.Popen(args,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+
+
+def check_invariants(root: Path, pop: Population) -> dict:
+    """What must hold whatever happened to the workers."""
+    events = list(read_events(str(root)))
+    births = collections.Counter(e["id"] for e in events if e["event"] == "birth")
+    deaths = collections.Counter(e["id"] for e in events if e["event"] == "death")
+    assert all(n == 1 for n in births.values()), f"born twice: {[i for i, n in births.items() if n > 1]}"
+    assert all(n == 1 for n in deaths.values()), f"killed twice: {[i for i, n in deaths.items() if n > 1]}"
+    inds = {ind.id: ind for ind in pop.individuals()}
+    # the event log agrees with the directories
+    assert set(births) == set(inds), (set(births) ^ set(inds))
+    assert {i for i, ind in inds.items() if ind.status == "dead"} == set(deaths)
+    for ind in inds.values():
+        assert ind.fitness is not None
+        assert (Path(ind.path) / "dna.json").exists()
+    assert not list((root / "alive").glob("*/.*tmp*"))
+    report = fsck(str(root))
+    assert report.ok, str(report)
+    return {"births": len(births), "deaths": len(deaths), "alive": sum(i.status == "alive" for i in inds.values())}
+
+
+def test_eight_workers_reach_the_budget(tmp_path):
+    root = tmp_path / "pop"
+    pop = make_pop(root, max_individuals=40, population_size=6)
+    procs = [spawn(root) for _ in range(8)]
+    codes = [p.wait(timeout=240) for p in procs]
+    outs = [p.stdout.read().decode() for p in procs]
+    assert codes == [EXIT_DONE] * 8, outs
+    counts = check_invariants(root, pop)
+    assert counts["births"] == 40
+    assert counts["alive"] == 6
+    st = pop.status()
+    assert st["inflight"] == 0 and st["pending"] == 0
+    # children really descend from parents and inherit their weights
+    recs = [ind.fitness for ind in pop.individuals()]
+    children = [r for r in recs if r.get("parent_id") is not None]
+    assert children and any(r["inherited"]["copied"] > 0 for r in children)
+    assert all(r["steps_trained"] == 20 for r in recs)
+
+
+@pytest.mark.parametrize("lock", ["flock", "none"])
+def test_sigkill_at_random_moments_loses_nothing(tmp_path, lock):
+    """Kill workers with SIGKILL again and again; the population must recover fully."""
+    root = tmp_path / "pop"
+    pop = make_pop(root, lock=lock, max_individuals=30, steps_per_child=60)
+    rng = random.Random(1234 if lock == "flock" else 99)
+    procs = [spawn(root) for _ in range(3)]
+    kills = 0
+    t_end = time.time() + 60
+    while time.time() < t_end and kills < 6:
+        time.sleep(rng.uniform(0.2, 1.5))
+        # kill a worker that holds a lease: mid-training, mid-checkpoint or mid-commit
+        holders = {x["pid"] for x in pop.leases()}
+        candidates = [p for p in procs if p.pid in holders and p.poll() is None]
+        if not candidates:
+            continue
+        victim = rng.choice(candidates)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        kills += 1
+        procs.remove(victim)
+        procs.append(spawn(root))
+    # let the survivors (and a fresh worker) finish the budget, recovering expired leases
+    procs.append(spawn(root))
+    for p in procs:
+        assert p.wait(timeout=300) == EXIT_DONE, p.stdout.read().decode()
+    assert kills >= 6
+    counts = check_invariants(root, pop)
+    assert counts["births"] >= 30
+    assert counts["alive"] == 5
+    recovered = [e for e in read_events(str(root)) if e["event"] == "recover"]
+    assert recovered, "no killed child was ever recovered"
+    # a recovered child resumed from a checkpoint: its step segments start where a checkpoint left off
+    resumed = [ind.fitness for ind in pop.individuals() if len(ind.fitness.get("segments", [])) > 1]
+    for rec in resumed:
+        assert rec["steps_trained"] == 60
+        assert rec["segments"][-1][1] == 60
+
+
+def test_sigterm_hands_the_child_back_and_resume_finishes_it_exactly(tmp_path):
+    root = tmp_path / "pop"
+    pop = make_pop(root, population_size=2, steps_per_child=3000, max_individuals=2,
+                   checkpoint_every_s=100.0)
+    p = spawn(root, "--max-children", "1", quiet=False)
+    # wait until the first child is in flight and has trained a while
+    deadline = time.time() + 60
+    while time.time() < deadline and not pop.leases():
+        time.sleep(0.1)
+    assert pop.leases(), "no child started"
+    time.sleep(0.5)
+    p.send_signal(signal.SIGTERM)
+    t0 = time.time()
+    code = p.wait(timeout=30)
+    out = p.stdout.read().decode()
+    assert code == EXIT_INTERRUPTED, out
+    assert time.time() - t0 < 10
+    assert "handed back" in out
+    st = pop.status()
+    assert st["inflight"] == 0 and st["pending"] == 2
+    # another worker resumes it and the seeds are finished with exactly the configured steps
+    assert run_worker(str(root), handle_signals=False, progress=lambda m: None) == EXIT_DONE
+    recs = [ind.fitness for ind in pop.individuals()]
+    assert len(recs) == 2
+    resumed = [r for r in recs if len(r["segments"]) == 2]
+    assert len(resumed) == 1, recs
+    (a, b), (c, d) = resumed[0]["segments"]
+    assert a == 0 and b == c and d == 3000 and 0 < b < 3000
+    assert all(r["steps_trained"] == 3000 for r in recs)
+
+
+def test_time_limit_exits_3_after_handing_back(tmp_path):
+    root = tmp_path / "pop"
+    make_pop(root, population_size=2, steps_per_child=100000, max_individuals=2)
+    t0 = time.time()
+    code = run_worker(str(root), time_limit_s=2.0, handle_signals=False, progress=lambda m: None)
+    assert code == EXIT_INTERRUPTED
+    assert time.time() - t0 < 20
+    pop = Population.open(str(root))
+    assert pop.status()["pending"] == 2
+    resume = list((root / "pending").glob("*/resume.pt"))
+    assert resume, "the interrupted child left no checkpoint"
+
+
+def test_nan_loss_is_recorded_not_fatal(tmp_path):
+    root = tmp_path / "pop"
+    bad = seed_dna((3, 8, 8), 10, learning_rate=1e30).to_dict()
+    pop = make_pop(root, population_size=2, max_individuals=2, seed_dna=bad)
+    assert run_worker(str(root), handle_signals=False, progress=lambda m: None) == EXIT_DONE
+    recs = [ind for ind in pop.individuals()]
+    assert len(recs) == 2
+    assert all(ind.fitness["outcome"] == "nan_loss" and ind.status == "dead" for ind in recs)
+
+
+def test_torn_resume_checkpoint_trains_from_the_start(tmp_path):
+    root = tmp_path / "pop"
+    make_pop(root, population_size=2, steps_per_child=100000, max_individuals=2)
+    assert run_worker(str(root), time_limit_s=1.5, handle_signals=False, progress=lambda m: None) == 3
+    (ckpt,) = list((root / "pending").glob("*/resume.pt"))[:1]
+    ckpt.write_bytes(ckpt.read_bytes()[:100])  # torn
+    pop = Population.open(str(root))
+    messages: list[str] = []
+    w = Worker(str(root), progress=messages.append)
+    task = pop.next_task(w.me, w.rng)
+    assert task and task.resume_checkpoint
+    dna, mutations, model, state, inherited = w.make_child(task)
+    assert state is None
+    assert any("cannot resume" in m for m in messages)
+    pop.release(task)
+
+
+def test_corrupt_parent_checkpoint_gives_fresh_weights(tmp_path):
+    root = tmp_path / "pop"
+    make_pop(root, population_size=2, max_individuals=4)
+    assert run_worker(str(root), max_children=2, handle_signals=False, progress=lambda m: None) == EXIT_DONE
+    for ck in (root / "alive").glob("*/checkpoint.pt"):
+        ck.write_bytes(b"garbage")
+    messages: list[str] = []
+    w = Worker(str(root), progress=messages.append)
+    task = Population.open(str(root)).next_task(w.me, w.rng)
+    assert task and task.kind == "child"
+    dna, mutations, model, state, inherited = w.make_child(task)
+    assert inherited["copied"] == 0
+    assert any("parent weights unreadable" in m for m in messages)
+
+
+def test_checkpoint_is_loadable_safely(tmp_path):
+    root = tmp_path / "pop"
+    pop = make_pop(root, population_size=2, max_individuals=2)
+    run_worker(str(root), handle_signals=False, progress=lambda m: None)
+    for ind in pop.individuals():
+        state = torch.load(ind.checkpoint, weights_only=True)
+        assert "head.weight" in state
+        assert json.loads((Path(ind.path) / "dna.json").read_text())["format_version"] == 1

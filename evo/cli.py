@@ -295,7 +295,7 @@ def _demo_report(ctx: click.Context, directory: Path) -> None:
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default="evo-demo")
 @click.option("--workers", "-w", type=int, default=None, help="Local worker processes (default: one per core).")
-@click.option("--max-individuals", type=int, default=None, help="Budget (default 120).")
+@click.option("--max-individuals", type=int, default=None, help="Budget (default 200).")
 @click.option("--steps-per-child", type=int, default=None, help="SGD steps per child (default 150).")
 @click.pass_context
 @friendly

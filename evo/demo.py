@@ -26,7 +26,7 @@ DEMO_CONFIG = {
     "population_size": 10,
     "strategy": "tournament",
     "steps_per_child": 150,
-    "max_individuals": 120,
+    "max_individuals": 200,
     "lock": "auto",
     "keep_checkpoints": "top:5",
     "lease_ttl_s": 120.0,

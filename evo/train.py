@@ -4,11 +4,11 @@ The recipe (Real et al. 2017): SGD with momentum 0.9, batch 50, weight decay 1e-
 taken from the DNA, standard augmentation (4-pixel pad + random crop, horizontal flip); fitness is the
 validation accuracy, measured once at the end.
 
-How it is fast: the uint8 data set sits on the device once (:func:`evo.data.to_device`); each step draws its
-batch by indexing the device tensors with a slice of a random permutation, augments the whole batch with one
-gather and normalises it on the device -- no DataLoader, no per-image Python. On CUDA it runs under bf16
-autocast with channels_last tensors and never synchronises with the host inside the loop except every
-``check_every`` steps, where the summed loss is read once to detect NaN/inf.
+How it is fast: the uint8 data set sits on the device once (:func:`evo.data.to_device`); each step takes
+its batch as one gather from a padded copy of the training images (selection, crop and flip at once, the
+indices a slice of a random permutation) and normalises it on the device -- no DataLoader, no per-image
+Python. On CUDA it runs under bf16 autocast with channels_last tensors and never synchronises with the host
+inside the loop except every ``check_every`` steps, where the summed loss is read once to detect NaN/inf.
 
 The trainer knows nothing of files, locks or populations; it takes any ``nn.Module`` mapping NCHW float
 images to logits.
@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import Dataset, DeviceData, augment, normalize, to_device
+from .data import Dataset, DeviceData, normalize, to_device
 
 __all__ = [
     "TrainConfig",
@@ -337,11 +337,9 @@ def train(model: nn.Module, dataset: Dataset | DeviceData, lr: float, config: Tr
                 pos = 0
             idx = perm[pos:pos + bs]
             pos += bs
-            xb = dd.train_x[idx]
-            yb = dd.train_y[idx]
-            if cfg.augment:
-                xb = augment(xb, gen, pad=cfg.augment_pad, mode=cfg.augment_mode)
-            xb = normalize(xb, dd.mean, dd.std, memory_format=mf)
+            xb = dd.batch(idx, gen if cfg.augment else None, pad=cfg.augment_pad, mode=cfg.augment_mode)
+            yb = dd.train_y.index_select(0, idx)
+            xb = dd.normalize(xb, memory_format=mf)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 logits = model(xb)
             loss = F.cross_entropy(logits.float(), yb)

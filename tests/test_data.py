@@ -419,6 +419,17 @@ def test_augment_crops_move_content():
     assert 0.7 < float(zeros.float().mean()) < 1.0  # most crops bring in padding, some are centred
 
 
+@pytest.mark.parametrize("mode", ["zero", "reflect"])
+def test_trainer_batches_equal_augment_of_the_same_images(mode):
+    d = load_dataset("synthetic", **SMALL)
+    dd = to_device(d, "cpu")
+    idx = torch.tensor([5, 0, 599, 17, 17, 300])
+    a = augment(d.train_x[idx], torch.Generator().manual_seed(3), pad=4, mode=mode)
+    b = dd.batch(idx, torch.Generator().manual_seed(3), pad=4, mode=mode)
+    assert torch.equal(a, b)
+    assert torch.equal(dd.batch(idx), d.train_x[idx])
+
+
 def test_normalize_and_device_data():
     d = load_dataset("synthetic", **SMALL)
     dd = to_device(d, "cpu")
@@ -426,5 +437,8 @@ def test_normalize_and_device_data():
     assert dd.train_x.data_ptr() == d.train_x.data_ptr()  # no copy on the CPU
     z = normalize(dd.train_x, dd.mean, dd.std)
     assert z.dtype == torch.float32
+    assert torch.equal(z, dd.normalize(dd.train_x))
+    zc = dd.normalize(dd.train_x, memory_format=torch.channels_last)
+    assert zc.is_contiguous(memory_format=torch.channels_last) and torch.equal(zc, z)
     assert torch.allclose(z.mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-3)
     assert torch.allclose(z.std(dim=(0, 2, 3)), torch.ones(3), atol=1e-2)

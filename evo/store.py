@@ -1159,7 +1159,9 @@ class Population:
         else:
             self._lock = _NullLock()
         self._lock_depth = 0
-        self._cache: dict[int, tuple[int, float]] = {}
+        self._deferred_fsync: list[str] = []
+        self._state_snapshot: dict | None = None
+        self._cache: dict[str, tuple[int, Record]] = {}
         self._cache_key: tuple[int, int] | None = None
         self._known_shards: set[str] = set()
         self._next_recovery = 0.0
@@ -1292,11 +1294,30 @@ class Population:
             yield
         finally:
             self._lock_depth = 0
-            t2 = time.perf_counter()
             self._lock.release()
+            t2 = time.perf_counter()
             if self.keep_stats:
                 self.stats["lock_wait"].append(t1 - t0)
                 self.stats["lock_held"].append(t2 - t1)
+            self._flush_deferred()
+
+    def _durable(self, path: str) -> None:
+        """fsync ``path`` now, or right after the lock is released when it is held.
+
+        Inside the lock files are written and closed (close flushes to the server on NFS, which
+        is what other clients need); the fsync, which only matters for a machine crash, is kept
+        out of the critical section."""
+        if self._lock_depth:
+            self._deferred_fsync.append(path)
+        else:
+            with contextlib.suppress(OSError):
+                _fsync_file(path)
+
+    def _flush_deferred(self) -> None:
+        paths, self._deferred_fsync = self._deferred_fsync, []
+        for p in dict.fromkeys(paths):
+            with contextlib.suppress(OSError):
+                _fsync_file(p)
 
     # ---------------------------------------------------------------------- small files
     def read_control(self) -> Control:
@@ -1335,7 +1356,8 @@ class Population:
 
     def _write_state(self, st: dict) -> None:
         st["updated_at"] = time.time()
-        atomic_write_bytes(self._state_path, _dumps(st, indent=None))
+        atomic_write_bytes(self._state_path, _dumps(st, indent=None), fsync=False)
+        self._durable(self._state_path)
 
     def _append_events(self, events: Sequence[dict]) -> None:
         """Append events (one write, one fsync).  Never fatal: a failure is a warning and fsck
@@ -1349,9 +1371,12 @@ class Population:
                 if size and os.pread(fd, 1, size - 1) != b"\n":
                     payload = b"\n" + payload  # a torn last line: start on a fresh line
                 os.write(fd, payload)
-                os.fsync(fd)
+                if not self._lock_depth:
+                    os.fsync(fd)
             finally:
                 os.close(fd)
+            if self._lock_depth:
+                self._durable(self._events)
         except OSError as e:
             _warn(f"could not append to {self._events}: {e}; `evo fsck --repair` will restore "
                   f"the missing events")
@@ -1401,32 +1426,35 @@ class Population:
             self._cache_key = key
         cache = self._cache
         records: list[Record] = []
+        append = records.append
         with os.scandir(self._alive) as it:
             for e in it:
                 name = e.name
+                c = cache.get(name)
+                if c is not None and c[0] == e.inode():
+                    append(c[1])
+                    continue
                 if not name.isdigit():
                     continue
                 i = int(name)
                 ino = e.inode()
-                c = cache.get(i)
-                if c is None or c[0] != ino:
-                    fpath = os.path.join(self._alive, name, FITNESS_FILE)
-                    try:
-                        rec = load_json(fpath)
-                    except (FileNotFoundError, NotADirectoryError):
-                        continue  # killed meanwhile, or not a complete individual
-                    except CorruptFileError as err:
-                        _warn(str(err), CorruptFileWarning)
-                        continue
-                    f = rec.get("fitness")
-                    if not _num(f):
-                        _warn(f"{fpath}: alive individual without a numeric fitness; not selectable")
-                        continue
-                    c = (ino, float(f))
-                    cache[i] = c
-                records.append(Record(i, c[1], i))
+                fpath = os.path.join(self._alive, name, FITNESS_FILE)
+                try:
+                    rec = load_json(fpath)
+                except (FileNotFoundError, NotADirectoryError):
+                    continue  # killed meanwhile, or not a complete individual
+                except CorruptFileError as err:
+                    _warn(str(err), CorruptFileWarning)
+                    continue
+                f = rec.get("fitness")
+                if not _num(f):
+                    _warn(f"{fpath}: alive individual without a numeric fitness; not selectable")
+                    continue
+                c = (ino, Record(i, float(f), i))
+                cache[name] = c
+                append(c[1])
         if len(cache) > len(records):
-            live = {r.id for r in records}
+            live = {str(r.id) for r in records}
             for k in [k for k in cache if k not in live]:
                 del cache[k]
         return records
@@ -1495,6 +1523,8 @@ class Population:
                 self.recover_expired()
         with contextlib.suppress(OSError):
             self._alive_records(ctl)  # warm the fitness cache outside the lock
+        # the counters only feed the FLOPs budget, which may be read a step early
+        self._state_snapshot = self.read_state() if self.config.max_flops is not None else {}
         token = _new_token()
         claimed: int | None = None
         for _attempt in range(20):
@@ -1528,7 +1558,7 @@ class Population:
 
     def _step_inner(self, worker: WorkerInfo, rng: random.Random, ctl: Control, token: str,
                     claimed: int | None, post: list, events: list) -> Task | Wait | _Retry:
-        st = self.read_state()
+        st = self._state_snapshot if self._state_snapshot is not None else self.read_state()
         pending = sorted(self._list_ids(self._pending))
         inflight = self._list_inflight()
         flops_hit = self._flops_budget(st)
@@ -1589,12 +1619,12 @@ class Population:
                 try:
                     parent_dna = load_json(os.path.join(pdir, DNA_FILE))
                 except (FileNotFoundError, NotADirectoryError):
-                    self._cache.pop(parent, None)
+                    self._cache.pop(str(parent), None)
                     _rmtree_quiet(resv)
                     return _Retry(cid)  # the parent was killed under us: give up the step
                 except CorruptFileError as e:
                     _warn(str(e), CorruptFileWarning)
-                    self._cache.pop(parent, None)
+                    self._cache.pop(str(parent), None)
                     _rmtree_quiet(resv)
                     return _Retry(cid)
                 if self.config.inheritance == "paper":
@@ -1619,7 +1649,7 @@ class Population:
                 "generation": ctl.reset_generation, "born_at": now, "attempts": 0, "failures": 0,
                 "victim_id": victim,
             }
-            atomic_write_json(os.path.join(resv, TASK_FILE), tj)
+            atomic_write_json(os.path.join(resv, TASK_FILE), tj, fsync=False)
             lease = Lease(self, cid, token, worker)
             lease._write(resv)
             if victim is not None:
@@ -1627,6 +1657,7 @@ class Population:
                     _rmtree_quiet(resv)
                     return _Retry(cid)
             os.rename(resv, lease.path)
+            self._durable(os.path.join(lease.path, TASK_FILE))
         except BaseException:
             _rmtree_quiet(resv)
             raise
@@ -1644,21 +1675,22 @@ class Population:
     def _kill(self, v: int, by: int | None, worker: WorkerInfo, cause: str, events: list,
               post: list) -> bool:
         """Kill ``v`` by renaming alive/<v> into dead/.  False if someone else got there first."""
-        fitness = self._cache.get(v, (0, None))[1]
+        c = self._cache.get(str(v))
+        fitness = c[1].fitness if c is not None else None
         self._ensure_shard(self._dead, v)
         dst = self.dead_path(v)
         try:
             os.rename(self.alive_path(v), dst)
         except (FileNotFoundError, NotADirectoryError):
-            self._cache.pop(v, None)
+            self._cache.pop(str(v), None)
             return False
         except OSError as e:
             if e.errno in (errno.ENOTEMPTY, errno.EEXIST):
                 _warn(f"cannot kill {v}: {dst} already exists (duplicate id); run `evo fsck`")
-                self._cache.pop(v, None)
+                self._cache.pop(str(v), None)
                 return False
             raise
-        self._cache.pop(v, None)
+        self._cache.pop(str(v), None)
         now = time.time()
         events.append({"event": "death", "id": v, "fitness": fitness, "by": by, "cause": cause,
                        "worker": worker.id})
@@ -1860,6 +1892,10 @@ class Population:
                 os.rename(d, q)
             _warn(f"child {cid} was already committed at {target}; this copy was moved to {q}")
             return CommitResult("already_committed", cid, target)
+        # work files go before anyone can kill it and move it on (the worker already removed
+        # the big ones; a recovery commit may still have them)
+        for name in (LEASE_FILE, TASK_FILE, PARENT_CHECKPOINT_FILE, RESUME_FILE):
+            _unlink_quiet(os.path.join(target, name))
         st = self.read_state()
         st["trained"] = st.get("trained", 0) + 1
         st["flops"] = float(st.get("flops", 0.0)) + float(rec.get("flops") or 0.0)
@@ -1882,11 +1918,9 @@ class Population:
                            "cause": "failed", "outcome": rec.get("outcome"), "worker": worker.id})
         self._append_events(events)
         if ok:
-            self._cache.pop(cid, None)
+            self._cache.pop(str(cid), None)
 
         def after() -> None:
-            for name in (LEASE_FILE, TASK_FILE, PARENT_CHECKPOINT_FILE, RESUME_FILE):
-                _unlink_quiet(os.path.join(target, name))
             if not ok:
                 atomic_write_json(os.path.join(target, DEATH_FILE), {
                     "id": cid, "died_at": time.time(), "killed_by": None, "cause": "failed",

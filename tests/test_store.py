@@ -158,7 +158,7 @@ def run_workers(root, tmp_path, n, *, lock=None, timeout=60, kills=0, fail_rate=
     killed = 0
     deadline = time.time() + timeout
     while killed < kills and time.time() < deadline:
-        time.sleep(rng.uniform(0.0, 0.12))
+        time.sleep(rng.uniform(0.0, 0.08))
         live = [p for p in procs if p.is_alive()]
         if not live:
             break
@@ -188,7 +188,8 @@ def dir_ids(root):
     return alive, dead, pending, inflight
 
 
-def check_invariants(root, log, *, population_size, exact_population=True, resumes_allowed=False):
+def check_invariants(root, log, *, population_size, exact_population=True, resumes_allowed=False,
+                     below=2):
     alive, dead, pending, inflight = dir_ids(root)
     everything = alive + dead + pending + inflight
     # ids unique across alive/dead/pending/inflight
@@ -199,7 +200,7 @@ def check_invariants(root, log, *, population_size, exact_population=True, resum
     if exact_population:
         assert len(alive) == population_size
     else:
-        assert population_size - 2 <= len(alive) <= population_size + 1, len(alive)
+        assert population_size - below <= len(alive) <= population_size + 1, len(alive)
     # nobody killed twice, and the log agrees with dead/
     events = list(read_events(root))
     deaths = collections.Counter(e["id"] for e in events if e["event"] == "death")
@@ -831,9 +832,9 @@ def test_concurrent_workers_until_budget(tmp_path, lock):
 @pytest.mark.parametrize("lock", ["flock", "none"])
 def test_sigkill_workers_at_random_moments(tmp_path, lock):
     P = 16
-    pop = make(tmp_path, population_size=P, lock=lock, max_individuals=160, lease_ttl_s=0.6,
+    pop = make(tmp_path, population_size=P, lock=lock, max_individuals=300, lease_ttl_s=0.6,
                heartbeat_s=0.1, max_attempts=1000)
-    log = run_workers(pop.root, tmp_path, 8, lock=lock, timeout=80, kills=30, train_s=(0.002, 0.02))
+    log = run_workers(pop.root, tmp_path, 8, lock=lock, timeout=80, kills=30, train_s=(0.005, 0.03))
     # every lease held by a killed worker was recovered by the others, who then finished
     rep = fsck(pop.root, repair=True)
     assert rep.ok, rep.summary()
@@ -842,14 +843,17 @@ def test_sigkill_workers_at_random_moments(tmp_path, lock):
     alive, dead, events = check_invariants(pop.root, log, population_size=P,
                                            exact_population=(lock != "none"), resumes_allowed=True)
     assert any(e["event"] == "recover" for e in events)
-    assert 160 - 30 <= len(alive) + len(dead) <= 160  # a kill mid-step may waste a claimed id
+    assert 300 - 30 <= len(alive) + len(dead) <= 300  # a kill mid-step may waste a claimed id
 
 
 def test_failed_children_keep_population_at_setpoint(tmp_path):
     P = 6
     pop = make(tmp_path, population_size=P, max_individuals=80)
     log = run_workers(pop.root, tmp_path, 4, fail_rate=0.2)
-    alive, dead, events = check_invariants(pop.root, log, population_size=P, exact_population=False)
+    # a failed child leaves a hole that the next step fills; at the budget's end each worker's
+    # last child may have failed
+    alive, dead, events = check_invariants(pop.root, log, population_size=P, exact_population=False,
+                                           below=4)
     assert any(e.get("cause") == "failed" for e in events)
     assert fsck(pop.root).clean
 

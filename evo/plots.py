@@ -32,7 +32,7 @@ def _figure(w: float, h: float):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(w, h), dpi=100, layout="constrained")
+    fig = Figure(figsize=(w, h), dpi=100)  # fixed margins: a layout engine triples the drawing time
     FigureCanvasAgg(fig)
     return fig
 
@@ -84,6 +84,7 @@ def progress_figure(pop: str | os.PathLike | History, axis: str = "time", path: 
     f, xlabel = _unit(axis, x)
     xs = x * f
     fig = _figure(9, 5.5)
+    fig.subplots_adjust(left=0.09, right=0.98, bottom=0.1, top=0.93)
     ax = fig.add_subplot(1, 1, 1)
     fit = np.array([np.nan if r.fitness is None else r.fitness for r in order], dtype=float)
     alive = np.array([r.alive for r in order], dtype=bool)
@@ -187,6 +188,7 @@ def compare_runs_figure(pops: Sequence[str | os.PathLike | History], axis: str =
     hs = [_load(p) for p in pops]
     tab = compare_runs_table(hs, axis, points, labels)
     fig = _figure(9, 5.5)
+    fig.subplots_adjust(left=0.09, right=0.98, bottom=0.1, top=0.93)
     ax = fig.add_subplot(1, 1, 1)
     f, xlabel = _unit(axis, tab["grid"])
     grid = tab["grid"] * f
@@ -236,6 +238,7 @@ def architecture_trends_figure(pop: str | os.PathLike | History, axis: str = "in
     f, xlabel = _unit(axis, t["x"])
     x = t["x"] * f
     fig = _figure(11, 7)
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.08, top=0.9, wspace=0.3, hspace=0.25)
     axes = fig.subplots(2, 3, sharex=True)
     for a, (m, label, log) in zip(axes.flat, _TRENDS):
         s = t[m]

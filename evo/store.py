@@ -1896,6 +1896,9 @@ class Population:
         # the big ones; a recovery commit may still have them)
         for name in (LEASE_FILE, TASK_FILE, PARENT_CHECKPOINT_FILE, RESUME_FILE):
             _unlink_quiet(os.path.join(target, name))
+        for name in _listdir_quiet(target):  # temporaries of writers killed in flight
+            if _is_tmp_name(name):
+                _unlink_quiet(os.path.join(target, name))
         st = self.read_state()
         st["trained"] = st.get("trained", 0) + 1
         st["flops"] = float(st.get("flops", 0.0)) + float(rec.get("flops") or 0.0)

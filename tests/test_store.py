@@ -225,7 +225,7 @@ def check_invariants(root, log, *, population_size, exact_population=True, resum
     # every individual ever born has DNA and fitness
     for i in alive:
         d = os.path.join(root, "alive", str(i))
-        assert set(os.listdir(d)) >= {"dna.json", "fitness.json", "checkpoint.pt"}
+        assert set(os.listdir(d)) == {"dna.json", "fitness.json", "checkpoint.pt"}, os.listdir(d)
     births = collections.Counter(e["id"] for e in events if e["event"] == "birth")
     assert set(births) == set(alive) | set(dead)
     return alive, dead, events

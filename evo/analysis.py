@@ -995,8 +995,8 @@ def best_so_far(pop: str | os.PathLike | History, axis: str = "time") -> Curve:
 def status(pop: str | os.PathLike | History, now: float | None = None) -> dict[str, Any]:
     """Everything ``evo status`` prints, as a JSON-ready dict.
 
-    Counts (alive, in flight, pending, dead, trained), births per hour (last hour and over
-    the run), the best individual, FLOPs spent, budgets, the workers that hold a lease (with
+    Counts (alive, in flight, pending, dead, trained), births per hour (``last_hour``: the
+    individuals committed in the last hour; ``overall``: the mean rate since the start), the best individual, FLOPs spent, budgets, the workers that hold a lease (with
     Slurm job ids and last heartbeat), strategy, knobs and control, the state of the run
     (``running``, ``paused``, ``stopped``, ``finished``, ``idle``) and warnings: expired
     leases, a stale soft lock, torn files, stalled progress.
@@ -1089,6 +1089,7 @@ def status(pop: str | os.PathLike | History, now: float | None = None) -> dict[s
             out_warn.append("no worker holds a lease: no worker seems to be running "
                             f"(start some: evo worker {root}, or sbatch slurm/worker.sbatch {root})")
 
+    end = last_birth if run_state == "finished" and last_birth else now  # a finished run's clock stopped
     best = h.best()
     best_alive = h.best(alive_only=True)
     seeds = [r.fitness for r in h.individuals if r.kind == "seed" and r.fitness is not None]
@@ -1103,8 +1104,8 @@ def status(pop: str | os.PathLike | History, now: float | None = None) -> dict[s
         "counts": {"alive": h.counts["alive"], "inflight": h.counts["inflight"], "pending": h.counts["pending"],
                    "dead": h.counts["dead"], "trained": trained, "committed": len(h),
                    "failed": sum(1 for r in h.individuals if r.fitness is None)},
-        "births_per_hour": {"last_hour": round(h.birth_rate(3600.0, now), 3),
-                            "overall": round(h.birth_rate(float("inf"), now), 3) if births else 0.0},
+        "births_per_hour": {"last_hour": sum(1 for t in births if now - 3600.0 <= t <= now),
+                            "overall": round(h.birth_rate(float("inf"), end), 3) if births else 0.0},
         "best": None if best is None else {"id": best.id, "fitness": best.fitness, "alive": best.alive,
                                            "params": best.params, "depth": best.depth},
         "best_alive": None if best_alive is None else {"id": best_alive.id, "fitness": best_alive.fitness},
@@ -1113,8 +1114,7 @@ def status(pop: str | os.PathLike | History, now: float | None = None) -> dict[s
         "budget": {"max_individuals": cfg.max_individuals, "max_flops": cfg.max_flops},
         "started_at": h.t0 if h.individuals else cfg.created_at,
         "created_at": cfg.created_at,
-        "elapsed_s": ((last_birth if run_state == "finished" and last_birth else now) - h.t0)
-        if h.individuals else 0.0,
+        "elapsed_s": (end - h.t0) if h.individuals else 0.0,
         "last_birth_at": last_birth,
         "last_birth_age_s": None if last_birth is None else now - last_birth,
         "workers": workers,

@@ -393,7 +393,7 @@ def _status_text(d: dict) -> str:
                  f"dead {c['dead']} | trained {c['trained']} ({c['failed']} failed)")
     b = d["births_per_hour"]
     last = "" if d["last_birth_age_s"] is None else f"; last birth {format_duration(d['last_birth_age_s'])} ago"
-    lines.append(f"births       {b['last_hour']:.1f}/h in the last hour, {b['overall']:.1f}/h overall{last}"
+    lines.append(f"births       {b['last_hour']} in the last hour, {b['overall']:.1f}/h overall{last}"
                  f"; {'ran' if d['state'] == 'finished' else 'running'} for {format_duration(d['elapsed_s'])}")
     if d["best"]:
         bb = d["best"]

@@ -291,6 +291,76 @@ def _demo_report(ctx: click.Context, directory: Path) -> None:
     click.echo(f"\nlook further: evo status {directory} | evo lineage {directory} ID | evo evaluate {directory} --best")
 
 
+# ------------------------------------------------------------------------------------------ submit
+@main.command()
+@click.argument("popdir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--workers", "-n", type=click.IntRange(min=1), required=True,
+              help="Workers to submit (the size of the job array).")
+@click.option("--parallel", "--max-running", "parallel", type=click.IntRange(min=1), default=None,
+              help="At most this many running at once (the array's %N throttle; default: all).")
+@click.option("--partition", default=None, help="Slurm partition.")
+@click.option("--time", "time_limit", default=None, metavar="TIME",
+              help="Time limit of one run of a worker: minutes or [D-]HH:MM:SS (default 240 min on Slurm). "
+                   "Workers are requeued at the limit and lose nothing.")
+@click.option("--gpus-per-worker", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--cpus-per-worker", type=click.IntRange(min=1), default=None)
+@click.option("--mem", default=None, help="Memory per worker, e.g. 32G (a bare number is MB, as in sbatch).")
+@click.option("--account", default=None, help="Slurm account to charge.")
+@click.option("--qos", default=None, help="Slurm quality of service.")
+@click.option("--sbatch-opt", "sbatch_opts", multiple=True, metavar="KEY=VALUE",
+              help="Any other sbatch option, e.g. constraint=a100 or gres=shard:1 (repeatable; a bare KEY "
+                   "is a flag).")
+@click.option("--setup", multiple=True, metavar="LINE",
+              help="Shell line run before the worker starts, e.g. 'module load cuda' (repeatable).")
+@click.option("--signal-delay", type=click.IntRange(min=1), default=120, show_default=True,
+              help="Seconds before the time limit at which workers get SIGUSR2, hand their child back and "
+                   "are requeued.")
+@click.option("--max-requeues", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="Time-limit requeues per worker before it is given up.")
+@click.option("--job-name", default="evo-worker", show_default=True)
+@click.option("--device", default=None, help="cuda, cuda:1 or cpu for the workers (default: cuda when available).")
+@click.option("--executor", type=click.Choice(["slurm", "local"]), default="slurm", show_default=True,
+              help="slurm: a job array; local: background processes on this machine (submitit's local executor).")
+@click.option("--dry-run", is_flag=True, help="Print the parameters and the sbatch script; submit nothing.")
+@click.option("--wait", "wait_", is_flag=True, help="Wait until every worker has ended; exit 1 if one failed.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@friendly
+def submit(popdir: Path, workers: int, parallel: int | None, partition: str | None, time_limit: str | None,
+           gpus_per_worker: int, cpus_per_worker: int | None, mem: str | None, account: str | None,
+           qos: str | None, sbatch_opts: tuple[str, ...], setup: tuple[str, ...], signal_delay: int,
+           max_requeues: int, job_name: str, device: str | None, executor: str, dry_run: bool, wait_: bool,
+           as_json: bool) -> None:
+    """Submit WORKERS stateless workers on POPDIR through submitit.
+
+    A Slurm job array (or local background processes) whose tasks each run one worker until the
+    experiment is finished.  Before the time limit each worker checkpoints its child, hands it back
+    and is requeued.  The job ids are printed and appended to POPDIR/jobs.jsonl.
+    """
+    from . import launch
+
+    opts = launch.SubmitOptions(
+        workers=workers, executor=executor, parallel=parallel, partition=partition,
+        time_min=None if time_limit is None else launch.parse_time(time_limit),
+        gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker, mem=mem, account=account, qos=qos,
+        sbatch_opts=launch.parse_sbatch_opts(sbatch_opts), setup=list(setup), signal_delay_s=signal_delay,
+        max_requeues=max_requeues, job_name=job_name, device=device)
+    if dry_run:
+        emit(launch.plan(str(popdir), opts), as_json, launch.plan_text)
+        return
+    record, jobs = launch.submit(str(popdir), opts)
+    if not wait_:
+        emit(record, as_json, launch.summary_text)
+        return
+    if not as_json:
+        click.echo(launch.summary_text(record))
+        click.echo("waiting for the workers to end ...")
+    states = launch.wait(jobs)
+    emit({**record, "states": states}, as_json, lambda d: "\n".join(
+        f"{job}: {state}" for job, state in d["states"].items()))
+    if any(s != "COMPLETED" for s in states.values()):
+        sys.exit(1)
+
+
 # ------------------------------------------------------------------------------------------ demo
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default="evo-demo")

@@ -739,6 +739,11 @@ class History:
                      os.path.join(self.root, _store.DEAD, _shard(i), str(i))]
         if r.status == "dead":
             pop_paths.reverse()
+        elif r.status == "retraining":  # queued or being retrained: pending/<id> or inflight/<id>.<token>
+            pop_paths.insert(0, os.path.join(self.root, _store.PENDING, str(i)))
+            pop_paths[1:1] = [os.path.join(self.root, _store.INFLIGHT, n)
+                              for n in _listdir(os.path.join(self.root, _store.INFLIGHT))
+                              if n.partition(".")[0] == str(i)]
         for p in pop_paths:
             if os.path.isdir(p):
                 return p

@@ -268,6 +268,9 @@ def test_retraining_individuals_stay_in_the_history(population, tmp_path):
     assert len(h) == 25 and len([r for r in h if r.status == "retraining"]) == n_alive
     assert h.counts["pending"] == n_alive
     assert all(r.alive for r in h if r.status == "retraining")
+    r = next(r for r in h if r.status == "retraining")
+    assert h.record(r.id)["fitness"] == r.fitness and h.dna(r.id)["vertices"]
+    assert analysis.describe(h, r.id)["status"] == "retraining"
 
 
 def test_not_a_population(tmp_path):

@@ -336,6 +336,18 @@ def atomic_write_bytes(path: str, data: bytes, *, fsync: bool = True, fsync_dir:
         _fsync_dir(os.path.dirname(path) or ".")
 
 
+def _write_new(path: str, data: bytes) -> None:
+    """Create a file that nobody can see yet (inside a private directory): no temp + rename."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            n = os.write(fd, view)
+            view = view[n:]
+    finally:
+        os.close(fd)
+
+
 def _dumps(obj: Any, indent: int | None = 1) -> bytes:
     return (json.dumps(obj, indent=indent, sort_keys=True, allow_nan=False) + "\n").encode()
 
@@ -904,6 +916,8 @@ class Lease:
         self.acquired_at = time.time()
         self.heartbeat_at = self.acquired_at
         self._lost = threading.Event()
+        self._hb_mutex = threading.Lock()
+        self._closed = False
 
     @property
     def checkpoint_path(self) -> str:
@@ -931,17 +945,29 @@ class Lease:
             "ttl_s": self.ttl,
         }
 
-    def _write(self, directory: str | None = None, *, fsync: bool = False) -> None:
+    def _write(self, directory: str | None = None, *, fsync: bool = False, new: bool = False) -> None:
         now = time.time()
-        atomic_write_json(os.path.join(directory or self.path, LEASE_FILE), self._record(now), fsync=fsync)
+        path = os.path.join(directory or self.path, LEASE_FILE)
+        if new:
+            _write_new(path, _dumps(self._record(now), indent=None))
+        else:
+            atomic_write_json(path, self._record(now), fsync=fsync)
         self.heartbeat_at = now
+
+    def _close(self) -> None:
+        """Stop heartbeating (the commit is under way)."""
+        with self._hb_mutex:
+            self._closed = True
 
     def heartbeat(self) -> None:
         """Extend the lease.  Raises :class:`LeaseLost` if the child was taken away."""
         if self._lost.is_set():
             raise LeaseLost(f"lease on child {self.child_id} was lost earlier")
         try:
-            self._write()
+            with self._hb_mutex:
+                if self._closed:
+                    return
+                self._write()
         except (FileNotFoundError, NotADirectoryError):
             self._lost.set()
             raise LeaseLost(
@@ -1161,6 +1187,8 @@ class Population:
         self._lock_depth = 0
         self._deferred_fsync: list[str] = []
         self._state_snapshot: dict | None = None
+        self._prewarm: tuple | None = None
+        self._scan_entries = 0
         self._cache: dict[str, tuple[int, Record]] = {}
         self._cache_key: tuple[int, int] | None = None
         self._known_shards: set[str] = set()
@@ -1226,7 +1254,7 @@ class Population:
             ctl = Control(mutations_per_child=config.mutations_per_child, updated_at=now)
             atomic_write_json(os.path.join(build, CONTROL_FILE), ctl.to_dict())
             atomic_write_json(os.path.join(build, STATE_FILE), _default_state())
-            atomic_write_bytes(os.path.join(build, NEXT_ID_FILE), b"%d\n" % (P + 1))
+            atomic_write_bytes(os.path.join(build, NEXT_ID_FILE), b"%-20d\n" % (P + 1))
             ev = {"t": now, "event": "create", "population_size": P, "strategy": config.strategy,
                   "seeds": [1, P], "format_version": FORMAT_VERSION, "host": socket.gethostname()}
             atomic_write_bytes(os.path.join(build, EVENTS_FILE), _dumps(ev, indent=None))
@@ -1351,8 +1379,13 @@ class Population:
             return 1
 
     def _write_next_id(self, n: int) -> None:
+        # overwritten in place (fixed width, one small write): a hint needs no rename
         with contextlib.suppress(OSError):
-            atomic_write_bytes(os.path.join(self.root, NEXT_ID_FILE), b"%d\n" % n, fsync=False)
+            fd = os.open(os.path.join(self.root, NEXT_ID_FILE), os.O_WRONLY | os.O_CREAT, 0o644)
+            try:
+                os.pwrite(fd, b"%-20d\n" % n, 0)
+            finally:
+                os.close(fd)
 
     def _write_state(self, st: dict) -> None:
         st["updated_at"] = time.time()
@@ -1427,9 +1460,11 @@ class Population:
         cache = self._cache
         records: list[Record] = []
         append = records.append
+        entries = 0
         with os.scandir(self._alive) as it:
             for e in it:
                 name = e.name
+                entries += 1
                 c = cache.get(name)
                 if c is not None and c[0] == e.inode():
                     append(c[1])
@@ -1457,7 +1492,35 @@ class Population:
             live = {str(r.id) for r in records}
             for k in [k for k in cache if k not in live]:
                 del cache[k]
+        self._scan_entries = entries
         return records
+
+    def _prewarm_alive(self, ctl: Control) -> None:
+        """List alive/ before taking the lock.  Under the lock the listing is reused when the
+        directory's (mtime, nlink) did not change -- nlink counts subdirectories on ext4, xfs,
+        tmpfs, NFS, Lustre..., so the population count is exact; a member that died meanwhile
+        only makes a rename fail, and the step is retried with a fresh listing."""
+        self._prewarm = None
+        try:
+            st0 = os.stat(self._alive)
+            recs = self._alive_records(ctl)
+            st1 = os.stat(self._alive)
+        except OSError:
+            return
+        if (st0.st_mtime_ns, st0.st_nlink) == (st1.st_mtime_ns, st1.st_nlink) \
+                and st1.st_nlink == 2 + self._scan_entries:
+            self._prewarm = (st1.st_mtime_ns, st1.st_nlink, recs)
+
+    def _alive_records_locked(self, ctl: Control) -> list[Record]:
+        pw, self._prewarm = self._prewarm, None
+        if pw is not None:
+            try:
+                st = os.stat(self._alive)
+            except OSError:
+                st = None
+            if st is not None and (st.st_mtime_ns, st.st_nlink) == (pw[0], pw[1]):
+                return list(pw[2])
+        return self._alive_records(ctl)
 
     # ---------------------------------------------------------------------- ids
     def _claim_id(self, hint: int) -> int:
@@ -1521,31 +1584,36 @@ class Population:
                 0.5 + self._rng.random())
             with contextlib.suppress(LockTimeout):
                 self.recover_expired()
-        with contextlib.suppress(OSError):
-            self._alive_records(ctl)  # warm the fitness cache outside the lock
+        self._prewarm_alive(ctl)  # read new fitness files outside the lock
         # the counters only feed the FLOPs budget, which may be read a step early
         self._state_snapshot = self.read_state() if self.config.max_flops is not None else {}
         token = _new_token()
+        resv = os.path.join(self._tmp, f"resv-{token}")
+        os.mkdir(resv)  # the reservation of a new child, private until renamed into inflight/
         claimed: int | None = None
-        for _attempt in range(20):
-            post: list[Callable[[], None]] = []
-            with self.locked():
-                out = self._step(worker, rng, ctl, token, claimed, post)
-            for fn in post:
-                with contextlib.suppress(OSError):
-                    fn()
-            if isinstance(out, _Retry):
-                claimed = out.claimed
-                time.sleep(rng.random() * 0.002)
-                continue
-            if claimed is not None and not (isinstance(out, Task) and out.child_id == claimed):
+        try:
+            for _attempt in range(20):
+                post: list[Callable[[], None]] = []
+                with self.locked():
+                    out = self._step(worker, rng, ctl, token, claimed, post)
+                for fn in post:
+                    with contextlib.suppress(OSError):
+                        fn()
+                if isinstance(out, _Retry):
+                    claimed = out.claimed
+                    time.sleep(rng.random() * 0.002)
+                    continue
+                if claimed is not None and not (isinstance(out, Task) and out.child_id == claimed):
+                    self._unclaim(claimed)
+                if self.keep_stats:
+                    self.stats["next_task"].append(time.perf_counter() - t_start)
+                return out
+            if claimed is not None:
                 self._unclaim(claimed)
-            if self.keep_stats:
-                self.stats["next_task"].append(time.perf_counter() - t_start)
-            return out
-        if claimed is not None:
-            self._unclaim(claimed)
-        return Wait("contention", False, 0.1, "too many concurrent changes; try again")
+            return Wait("contention", False, 0.1, "too many concurrent changes; try again")
+        finally:
+            if os.path.lexists(resv):
+                _rmtree_quiet(resv)
 
     def _step(self, worker: WorkerInfo, rng: random.Random, ctl: Control, token: str,
               claimed: int | None, post: list) -> Task | Wait | _Retry:
@@ -1585,7 +1653,7 @@ class Population:
                 return Wait("budget", not inflight, poll, hit)
 
         # 2. one selection step
-        records = self._alive_records(ctl)
+        records = self._alive_records_locked(ctl)
         P = self.config.population_size
         popn = len(records) + len(inflight) + len(pending)
         strategy = self.config.strategy
@@ -1609,7 +1677,8 @@ class Population:
             self._write_next_id(cid + 1)
             return Wait("budget", not inflight, poll, hit)
         resv = os.path.join(self._tmp, f"resv-{token}")
-        os.mkdir(resv)
+        if claimed is not None and not os.path.isdir(resv):
+            os.mkdir(resv)  # a retry after a given-up step
         try:
             parent_dna = None
             parent_ckpt = None
@@ -1649,9 +1718,9 @@ class Population:
                 "generation": ctl.reset_generation, "born_at": now, "attempts": 0, "failures": 0,
                 "victim_id": victim,
             }
-            atomic_write_json(os.path.join(resv, TASK_FILE), tj, fsync=False)
+            _write_new(os.path.join(resv, TASK_FILE), _dumps(tj))
             lease = Lease(self, cid, token, worker)
-            lease._write(resv)
+            lease._write(resv, new=True)
             if victim is not None:
                 if not self._kill(victim, cid, worker, "selection", events, post):
                     _rmtree_quiet(resv)
@@ -1846,8 +1915,15 @@ class Population:
                     f"then commit again, or release the task"
                 ) from e
             raise
-        for name in (PARENT_CHECKPOINT_FILE, RESUME_FILE):
+        # The result is complete (fitness.json with our task_uid): work files go now, outside the
+        # lock.  Without task.json a recoverer treats a valid fitness.json as complete; without
+        # lease.json it times the lease from the directory's mtime, which these unlinks refresh.
+        task.lease._close()
+        for name in (PARENT_CHECKPOINT_FILE, RESUME_FILE, TASK_FILE, LEASE_FILE):
             _unlink_quiet(os.path.join(d, name))
+        for name in _listdir_quiet(d):  # temporaries of writers killed earlier
+            if _is_tmp_name(name):
+                _unlink_quiet(os.path.join(d, name))
         post: list[Callable[[], None]] = []
         with self.locked():
             res = self._finalize(task.child_id, d, rec, task.lease.worker, "commit", post)
@@ -1892,13 +1968,14 @@ class Population:
                 os.rename(d, q)
             _warn(f"child {cid} was already committed at {target}; this copy was moved to {q}")
             return CommitResult("already_committed", cid, target)
-        # work files go before anyone can kill it and move it on (the worker already removed
-        # the big ones; a recovery commit may still have them)
-        for name in (LEASE_FILE, TASK_FILE, PARENT_CHECKPOINT_FILE, RESUME_FILE):
-            _unlink_quiet(os.path.join(target, name))
-        for name in _listdir_quiet(target):  # temporaries of writers killed in flight
-            if _is_tmp_name(name):
+        if via != "commit":
+            # a recovery commit: the work files go before anyone can kill it and move it on
+            # (a worker's commit removed them before the rename)
+            for name in (LEASE_FILE, TASK_FILE, PARENT_CHECKPOINT_FILE, RESUME_FILE):
                 _unlink_quiet(os.path.join(target, name))
+            for name in _listdir_quiet(target):  # temporaries of writers killed in flight
+                if _is_tmp_name(name):
+                    _unlink_quiet(os.path.join(target, name))
         st = self.read_state()
         st["trained"] = st.get("trained", 0) + 1
         st["flops"] = float(st.get("flops", 0.0)) + float(rec.get("flops") or 0.0)
@@ -2018,9 +2095,12 @@ class Population:
         lease = load_json_or_none(os.path.join(d, LEASE_FILE), warn=False) or {}
         owner = (lease.get("worker") or {}).get("id")
         me = WorkerInfo.from_env(id="recovery")
+        has_task = os.path.exists(os.path.join(d, TASK_FILE))
         tj = load_json_or_none(os.path.join(d, TASK_FILE)) or {}
         rec = load_json_or_none(os.path.join(d, FITNESS_FILE))
-        if rec is not None and tj.get("task_uid") and rec.get("task_uid") == tj.get("task_uid") \
+        # complete: a valid fitness.json of this unit of work (task.json gone means the commit
+        # had removed it after writing fitness.json)
+        if rec is not None and (not has_task or (tj.get("task_uid") and rec.get("task_uid") == tj.get("task_uid"))) \
                 and load_json_or_none(os.path.join(d, DNA_FILE)) is not None:
             res = self._finalize(cid, d, rec, WorkerInfo(id=str(rec.get("worker") or owner), host="", pid=0),
                                  "recovery", post)

@@ -138,14 +138,15 @@ class Worker:
         """Build the child a task asks for: (dna, mutations, model, resume state, inheritance)."""
         ds = self.dataset
         inherited: dict[str, Any] = {"copied": 0, "fresh": 0}
+        kind = task.base_kind  # a resume whose DNA was never saved starts its original work over
         if task.dna is not None:  # seed with a given DNA, retrain, or resume
             dna = DNA.from_dict(task.dna)
             mutations = list(task.mutations_applied or [])
-        elif task.kind == "seed":
+        elif kind == "seed":
             base = self.config.seed_dna
             dna = DNA.from_dict(base) if base else seed_dna(ds.input_shape, ds.num_classes)
             mutations = []
-        elif task.kind == "random":
+        elif kind == "random":
             dna, mutations = random_dna(self.rng, ds.input_shape, ds.num_classes, self.mutation_config)
         elif task.parent_dna is not None:
             parent = DNA.from_dict(task.parent_dna)
@@ -168,8 +169,9 @@ class Worker:
             try:
                 report = inherit_weights(model, _load_weights(task.parent_checkpoint))
                 inherited = {k: len(v) for k, v in report.items()}
-            except (OSError, RuntimeError, StateError) as exc:
-                self.progress(f"child {task.child_id}: parent weights unreadable ({exc}); fresh weights")
+            except Exception as exc:  # noqa: BLE001 - any unreadable file: torn, truncated, foreign
+                self.progress(f"child {task.child_id}: parent weights unreadable "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); fresh weights")
         return dna, mutations, model, state, inherited
 
     def run_task(self, task: Task) -> str:

@@ -445,8 +445,9 @@ def submit(popdir: str | os.PathLike, opts: SubmitOptions) -> tuple[dict[str, An
         ex.update_parameters(**p["parameters"])
         try:
             jobs = ex.submit_array([make() for _ in range(opts.workers)])
-        except (submitit.core.utils.FailedSubmissionError, subprocess.CalledProcessError, OSError) as exc:
-            raise LaunchError(f"sbatch refused the job array: {_error_text(exc)}") from exc
+        except (submitit.core.utils.FailedJobError, submitit.core.utils.FailedSubmissionError,
+                subprocess.CalledProcessError, OSError) as exc:
+            raise LaunchError(f"sbatch refused the job: {_error_text(exc)}") from exc
         array_id = str(jobs[0].job_id).split("_")[0]
     else:
         ex = submitit.LocalExecutor(folder=folder, max_num_timeout=opts.max_requeues)
@@ -483,7 +484,8 @@ def _error_text(exc: BaseException) -> str:
     out = getattr(exc, "output", None) or getattr(exc, "stderr", None)
     if isinstance(out, bytes):
         out = out.decode(errors="replace")
-    return (str(out).strip() if out else "") or str(exc)
+    text = (str(out).strip() if out else "") or str(exc).strip()
+    return " / ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 def _jsonable(x: Any) -> Any:

@@ -220,3 +220,12 @@ def test_submit_local_executor_runs_workers_to_the_budget(tmp_path):
     assert all(any(w.startswith(f"local-{pid}-") for pid in out["job_ids"]) for w in workers), workers
     assert fsck(str(root)).ok
     assert "worker exited with code 0" in logs
+
+
+def test_submit_to_slurm_without_slurm_is_a_clear_error(tmp_path, monkeypatch):
+    root = tmp_path / "pop"
+    make_pop(root)
+    monkeypatch.setenv("PATH", str(tmp_path))            # no srun, no sbatch
+    with pytest.raises(launch.LaunchError, match="--executor local"):
+        launch.submit(root, launch.SubmitOptions(workers=2))
+    assert launch.recorded_jobs(root) == []

@@ -211,6 +211,16 @@ def test_evo_submit_array_is_recorded_visible_and_survives_usr2(slurm_cluster, t
     assert released and all("SIGUSR2" in e["reason"] and e["checkpoint"] for e in released), released
 
 
+def test_evo_submit_reports_what_sbatch_refuses(slurm_cluster, tmp_path):
+    root = tmp_path / "pop"
+    make_pop(root)
+    out = subprocess.run(evo_cmd("submit", root, "-n", "2", "--gpus-per-worker", "1"), capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "sbatch refused the job" in out.stderr and "gres" in out.stderr and "Traceback" not in out.stderr
+    assert launch.recorded_jobs(root) == []
+
+
 # -------------------------------------------------------------------- time limits
 @pytest.mark.slow
 def test_one_minute_time_limit_loses_no_step(slurm_cluster, tmp_path, evo_bin, steps_per_second):

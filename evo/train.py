@@ -62,6 +62,8 @@ class TrainConfig:
     ``checkpoint_every_s`` / ``checkpoint_every_steps``: when ``on_checkpoint`` is called (either; None: never).
     ``augment_mode``: ``"zero"`` or ``"reflect"`` padding for the random crop.
     ``amp``: bf16 autocast on CUDA (ignored on the CPU, which trains in float32 and is bit-reproducible).
+    ``channels_last``: NHWC memory layout for images and convolution weights (faster with cuDNN and with
+    oneDNN on the CPU).
     """
 
     steps: int = 25600
@@ -177,7 +179,7 @@ def _model_device(model: nn.Module) -> torch.device:
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500, *,
              mean: torch.Tensor | tuple | None = None, std: torch.Tensor | tuple | None = None,
-             amp: bool = True) -> float:
+             amp: bool = True, channels_last: bool = True) -> float:
     """Accuracy of ``model`` on ``(x, y)`` in eval mode without gradients.
 
     ``x``: float images ready for the model, or uint8 images together with ``mean``/``std`` (per channel,
@@ -192,7 +194,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     was_training = model.training
     model.eval()
     use_amp = amp and dev.type == "cuda"
-    mf = torch.channels_last if dev.type == "cuda" else torch.contiguous_format
+    mf = torch.channels_last if channels_last else torch.contiguous_format
     correct = torch.zeros((), dtype=torch.long, device=dev)
     try:
         for i in range(0, len(x), batch_size):
@@ -260,7 +262,7 @@ def train(model: nn.Module, dataset: Dataset | DeviceData, lr: float, config: Tr
     dd = to_device(dataset, device)
     cuda = device.type == "cuda"
     use_amp = cfg.amp and cuda
-    mf = torch.channels_last if (cuda and cfg.channels_last) else torch.contiguous_format
+    mf = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model.to(device)
     if mf is torch.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -386,5 +388,6 @@ def train(model: nn.Module, dataset: Dataset | DeviceData, lr: float, config: Tr
             return TrainResult(None, step, outcome, reason, last_loss, time.perf_counter() - t0, ips,
                                state=snapshot())
 
-    fitness = evaluate(model, dd.val_x, dd.val_y, cfg.eval_batch_size, mean=dd.mean, std=dd.std, amp=cfg.amp)
+    fitness = evaluate(model, dd.val_x, dd.val_y, cfg.eval_batch_size, mean=dd.mean, std=dd.std, amp=cfg.amp,
+                       channels_last=cfg.channels_last)
     return TrainResult(fitness, step, "ok", "", last_loss, time.perf_counter() - t0, ips)

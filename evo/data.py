@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import io
 import json
 import os
@@ -129,15 +130,23 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, split_seed: i
     - imagefolder: ``image_size=32, val_fraction=0.1, test_root=None``
     - all: ``cache_dir`` (default ``<root>/.evo-cache``), ``cache=True`` (False: never read or write one)
     """
+    loaders = {"synthetic": _load_synthetic, "cifar10": _load_cifar, "cifar100": _load_cifar,
+               "imagefolder": _load_imagefolder}
+    loader = loaders.get(name)
+    if loader is None:
+        raise DataError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
+    params = inspect.signature(loader).parameters
+    allowed = [p for p, v in params.items() if v.kind is inspect.Parameter.KEYWORD_ONLY]
+    unknown = sorted(set(kw) - set(allowed))
+    if unknown:
+        raise DataError(f"{name} takes no option {', '.join(map(repr, unknown))}; its options: {', '.join(allowed)}")
     if name == "synthetic":
         return _load_synthetic(root, split_seed, **kw)
     if name in ("cifar10", "cifar100"):
         return _load_cifar(name, root, split_seed, **kw)
-    if name == "imagefolder":
-        if root is None:
-            raise DataError("imagefolder needs root=DIR, a directory of <class>/<image> folders")
-        return _load_imagefolder(root, split_seed, **kw)
-    raise DataError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
+    if root is None:
+        raise DataError("imagefolder needs root=DIR, a directory of <class>/<image> folders")
+    return _load_imagefolder(root, split_seed, **kw)
 
 
 def download(name: str, root: str | os.PathLike) -> Dataset:

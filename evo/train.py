@@ -256,9 +256,14 @@ def train(model: nn.Module, dataset: Dataset | DeviceData, lr: float, config: Tr
     cfg = config or TrainConfig()
     t0 = time.perf_counter()
     device = torch.device(cfg.device)
-    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+    try:
+        lr_value = float(lr)
+    except (TypeError, ValueError):
+        lr_value = float("nan")
+    if not (math.isfinite(lr_value) and lr_value > 0):
         return TrainResult(0.0, 0 if state is None else int(state.get("step", 0)), "nan_loss",
                            reason=f"learning rate {lr!r} is not a positive finite number")
+    lr = lr_value
     dd = to_device(dataset, device)
     cuda = device.type == "cuda"
     use_amp = cfg.amp and cuda
@@ -283,12 +288,19 @@ def train(model: nn.Module, dataset: Dataset | DeviceData, lr: float, config: Tr
         opt.load_state_dict(state["optimizer"])
         for g in opt.param_groups:
             g["lr"] = lr
-        gen.set_state(state["generator"].cpu())
-        perm = state["perm"].to(device)
-        pos = int(state["pos"])
         step = int(state["step"])
-        if len(perm) != n:
-            raise StateError(f"training state was made on {len(perm)} training images, not {n}")
+        if len(state["perm"]) != n:
+            raise StateError(f"training state was made on {len(state['perm'])} training images, not {n}")
+        try:
+            gen.set_state(state["generator"].cpu())
+            perm = state["perm"].to(device)
+            pos = int(state["pos"])
+        except RuntimeError:
+            # a state saved on another kind of device (CPU vs CUDA generators): continue with a fresh,
+            # still deterministic, data order -- exact only when resumed on the same kind of device
+            gen.manual_seed(int(cfg.seed) * 1_000_003 + step)
+            perm = torch.randperm(n, generator=gen, device=device)
+            pos = 0
         model_rng = state.get("torch_rng")
     else:
         gen.manual_seed(int(cfg.seed))
@@ -305,6 +317,8 @@ def train(model: nn.Module, dataset: Dataset | DeviceData, lr: float, config: Tr
             torch.set_rng_state(model_rng["cpu"])
             if cuda and "cuda" in model_rng:
                 torch.cuda.set_rng_state(model_rng["cuda"], device)
+            elif cuda:
+                torch.cuda.manual_seed(int(cfg.seed) + step)
         else:
             torch.manual_seed(int(cfg.seed) + 0x2545F491)
 

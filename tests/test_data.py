@@ -311,6 +311,8 @@ def test_missing_dataset_names_the_path_and_the_command(tmp_path):
         load_dataset("cifar100", root=tmp_path)
     with pytest.raises(DataError, match="unknown data set 'mnist'"):
         load_dataset("mnist")
+    with pytest.raises(DataError, match="synthetic takes no option 'colour'; its options: n_train"):
+        load_dataset("synthetic", colour=3)
     with pytest.raises(DatasetNotFoundError, match="does not exist"):
         load_dataset("imagefolder", root=tmp_path / "no-images")
 

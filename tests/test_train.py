@@ -113,6 +113,22 @@ def test_interrupt_save_load_resume_is_bit_identical(data, tmp_path):
     assert r2.fitness == r_ref.fitness
 
 
+def test_a_state_from_another_kind_of_device_still_resumes(data):
+    r = train(small_convnet(), data, 0.05, cfg(steps=30), should_stop=lambda: True)
+    state = dict(r.state)
+    state["generator"] = torch.zeros(16, dtype=torch.uint8)  # a CUDA generator's state: not a CPU one
+    state.pop("torch_rng")
+    r2 = train(small_convnet(), data, 0.05, cfg(steps=30), state=state)
+    assert r2.outcome == "ok" and r2.steps_done == 30
+
+
+def test_numpy_learning_rates_are_accepted(data):
+    import numpy as np
+
+    r = train(small_convnet(), data, np.float32(0.05), cfg(steps=10))
+    assert r.outcome == "ok"
+
+
 def test_checkpoints_are_resumable_states(data, tmp_path):
     seen = []
     model = small_convnet()

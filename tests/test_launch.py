@@ -167,8 +167,8 @@ def test_worker_job_checkpoint_hands_the_child_back_and_the_requeued_job_resumes
     """What submitit's SIGUSR2 handler does in a job: checkpoint() while the worker trains."""
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     root = tmp_path / "pop"
-    steps = 4000
-    pop = make_pop(root, population_size=2, max_individuals=1, steps_per_child=steps, checkpoint_every_s=0.3)
+    steps = 2000
+    pop = make_pop(root, population_size=2, max_individuals=1, steps_per_child=steps, checkpoint_every_s=0.2)
     job = launch.WorkerJob(str(root), device="cpu", handback_timeout_s=60)
     results: list = []
     runner = threading.Thread(target=lambda: results.append(job()))   # no signal handlers off the main thread

@@ -117,7 +117,7 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path, lock):
 
 def test_sigterm_hands_the_child_back_and_resume_finishes_it_exactly(tmp_path):
     root = tmp_path / "pop"
-    pop = make_pop(root, population_size=2, steps_per_child=3000, max_individuals=2,
+    pop = make_pop(root, population_size=2, steps_per_child=1000, max_individuals=2,
                    checkpoint_every_s=100.0)
     p = spawn(root, "--max-children", "1", quiet=False)
     # wait until the first child is in flight and has trained a while
@@ -125,13 +125,13 @@ def test_sigterm_hands_the_child_back_and_resume_finishes_it_exactly(tmp_path):
     while time.time() < deadline and not pop.leases():
         time.sleep(0.1)
     assert pop.leases(), "no child started"
-    time.sleep(0.5)
+    time.sleep(0.2)
     p.send_signal(signal.SIGTERM)
     t0 = time.time()
     code = p.wait(timeout=30)
     out = p.stdout.read().decode()
     assert code == EXIT_INTERRUPTED, out
-    assert time.time() - t0 < 10
+    assert time.time() - t0 < 30  # seconds, even on a loaded machine
     assert "handed back" in out
     st = pop.status()
     assert st["inflight"] == 0 and st["pending"] == 2
@@ -142,8 +142,8 @@ def test_sigterm_hands_the_child_back_and_resume_finishes_it_exactly(tmp_path):
     resumed = [r for r in recs if len(r["segments"]) == 2]
     assert len(resumed) == 1, recs
     (a, b), (c, d) = resumed[0]["segments"]
-    assert a == 0 and b == c and d == 3000 and 0 < b < 3000
-    assert all(r["steps_trained"] == 3000 for r in recs)
+    assert a == 0 and b == c and d == 1000 and 0 < b < 1000
+    assert all(r["steps_trained"] == 1000 for r in recs)
 
 
 def test_time_limit_exits_3_after_handing_back(tmp_path):

@@ -34,17 +34,17 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import inspect
-import io
 import json
 import os
 import pickle
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
+
+from .atomic import atomic_write
 
 __all__ = [
     "DATASETS",
@@ -174,37 +174,6 @@ def _digest(obj: Any, n: int = 16) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:n]
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, write: Callable[[io.BufferedWriter], None]) -> None:
-    """Write ``path`` through a unique temporary file in the same directory, fsync, rename over."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-
-
 def _cache_paths(cache_dir: Path, name: str, key: dict) -> tuple[Path, Path, Path]:
     stem = f"{name}-{_digest(key)}"
     return cache_dir / f"{stem}.npy", cache_dir / f"{stem}.labels.npy", cache_dir / f"{stem}.json"
@@ -237,9 +206,9 @@ def _write_cache(paths: tuple[Path, Path, Path], images: np.ndarray, labels: np.
     img_p, lab_p, meta_p = paths
     try:
         img_p.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(img_p, lambda f: np.save(f, np.ascontiguousarray(images), allow_pickle=False))
-        _atomic_write(lab_p, lambda f: np.save(f, labels.astype(np.int64), allow_pickle=False))
-        _atomic_write(meta_p, lambda f: f.write(json.dumps(meta, indent=1, default=str).encode()))
+        atomic_write(img_p, lambda f: np.save(f, np.ascontiguousarray(images), allow_pickle=False))
+        atomic_write(lab_p, lambda f: np.save(f, labels.astype(np.int64), allow_pickle=False))
+        atomic_write(meta_p, lambda f: f.write(json.dumps(meta, indent=1, default=str).encode()))
     except OSError as e:
         warnings.warn(f"cannot write the data cache in {img_p.parent} ({e}); keeping the data in memory. "
                       f"Pass cache_dir=DIR to put it somewhere writable.")

@@ -9,13 +9,13 @@ of plain containers (strings, numbers, tensors) and is read back with
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
 
+from .atomic import atomic_write
 from .dna import DNA
 from .model import DNANet, build_model
 
@@ -49,24 +49,6 @@ class ExportedModel(nn.Module):
         return self.net((x - self.mean) / self.std)
 
 
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def export_model(
     path: str | os.PathLike[str],
     dna: DNA,
@@ -92,8 +74,8 @@ def export_model(
         "meta": dict(meta or {}),
     }
     path = Path(path)
-    _atomic_torch_save(payload, path)
-    return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write(path, lambda f: torch.save(payload, f))
 
 
 def load_model(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> ExportedModel:

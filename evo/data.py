@@ -11,7 +11,7 @@ Data sets (see :func:`load_dataset`):
     mean, neither the mean colour nor any linear function of the pixels tells the classes apart (a linear
     model on pixels stays near chance, the paper's seed model -- global pooling + linear -- at chance),
     while a small convolutional network finds the motif anywhere: evolution has something to discover.
-    Measured with :func:`evo.train.train` (400 steps of batch 50, on the CPU): linear on pixels about 12%
+    Measured with :func:`evo.train.train` (400 steps of batch 50, on the CPU): linear on pixels 11-14%
     validation accuracy, global pooling + linear about 10%, a 3-layer convnet (16-32-32 channels) 94-100%
     over 16 seeds; at 300 steps one and two conv layers reach 14-75% depending on width: a ladder to climb.
     ``noise`` (default 0.05) and ``contrast`` (default (0.3, 0.5)) make the task harder or easier.

@@ -14,6 +14,17 @@ from typing import BinaryIO, Callable
 __all__ = ["atomic_write", "fsync_dir"]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: mkstemp creates files readable by their owner only; written files get the usual mode instead,
+#: so that a data cache or an exported model on a shared file system is readable by the group.
+_MODE = 0o666 & ~_umask()
+
+
 def fsync_dir(path: str | os.PathLike[str]) -> None:
     """Flush a directory's entries (best effort: some file systems refuse it)."""
     try:
@@ -33,6 +44,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, _MODE)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

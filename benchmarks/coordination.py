@@ -12,9 +12,13 @@ A second part measures the per-child overhead of the store calls in one unconten
 with a realistic checkpoint (--checkpoint-mb, default 20 MB ~ 5M float32 parameters), fsync
 included.
 
+Also reported: CPU time per step (all processes), and the lock's timeline merged over the
+processes: the fraction of the run during which it was held, and the hand-off gap (the lock
+idle between a release and the next acquisition while someone was waiting).
+
 Usage:
-    python benchmarks/coordination.py [--procs 32] [--seconds 8] [--dir /path/on/the/fs/to/test]
-        [--json out.json] [--no-docs]
+    python benchmarks/coordination.py [--procs 4 8 32] [--seconds 8] [--dir /path/on/the/fs/to/test]
+        [--json out.json] [--no-docs] [--no-overhead]
 
 The table is printed and written to docs/benchmarks.md under "## Coordination" (the other
 sections of that file are kept).
@@ -113,6 +117,7 @@ def evo_worker(root, seconds, seed, start_at, out_q):
     end = start_at + seconds
     steps = 0
     ckpt = b"\0" * 1024
+    cpu0 = _cpu()
 
     def write(path):
         with open(path, "wb") as f:
@@ -126,7 +131,34 @@ def evo_worker(root, seconds, seed, start_at, out_q):
         dna = task.dna or task.parent_dna
         pop.commit(task, dna, {"fitness": rng.random(), "flops": 1.0, "steps_trained": 0}, checkpoint=write)
         steps += 1
-    out_q.put({"steps": steps, **pop.stats})
+    out_q.put({"steps": steps, "cpu": _cpu() - cpu0, **pop.stats})
+
+
+def _cpu():
+    t = os.times()
+    return t.user + t.system
+
+
+def lock_timeline(results):
+    """The lock's timeline merged over all processes: busy fraction of the run, and the hand-off
+    gap (from one holder's release to the next acquisition, when that acquirer was already
+    waiting at the release: time the lock sat idle although someone wanted it)."""
+    iv = []
+    for r in results:
+        for at, held, wait in zip(r.get("lock_at", []), r["lock_held"], r["lock_wait"]):
+            iv.append((at, at + held, at - wait))
+    if not iv:
+        return None, []
+    iv.sort()
+    lo, hi = iv[0][0], max(e for _, e, _ in iv)
+    busy, end = 0.0, lo  # the union of the intervals (they only overlap if exclusion failed)
+    for a, e, _ in iv:
+        if e > end:
+            busy += e - max(a, end)
+            end = e
+    busy /= max(hi - lo, 1e-9)
+    gaps = [nxt[0] - cur[1] for cur, nxt in zip(iv, iv[1:]) if nxt[2] < cur[1]]
+    return busy, gaps
 
 
 def run_evo(root, procs, seconds):
@@ -141,6 +173,8 @@ def run_evo(root, procs, seconds):
     merged = {k: [x for r in results for x in r[k]] for k in ("lock_held", "lock_wait", "next_task", "commit")}
     merged["steps"] = sum(r["steps"] for r in results)
     merged["steps_per_s"] = merged["steps"] / seconds
+    merged["cpu_per_step"] = sum(r["cpu"] for r in results) / max(merged["steps"], 1)
+    merged["busy"], merged["gaps"] = lock_timeline(results)
     return merged
 
 
@@ -169,6 +203,7 @@ def optuna_worker(path, seconds, seed, start_at, out_q):
     end = start_at + seconds
     steps = 0
     lat = []
+    cpu0 = _cpu()
     while time.time() < end:
         t0 = time.perf_counter()
         trial = study.ask()
@@ -176,7 +211,7 @@ def optuna_worker(path, seconds, seed, start_at, out_q):
         study.tell(trial, x)
         lat.append(time.perf_counter() - t0)
         steps += 1
-    out_q.put({"steps": steps, "lat": lat})
+    out_q.put({"steps": steps, "lat": lat, "cpu": _cpu() - cpu0})
 
 
 def run_optuna(workdir, procs, seconds):
@@ -191,6 +226,7 @@ def run_optuna(workdir, procs, seconds):
     except ImportError:
         return None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    os.makedirs(workdir, exist_ok=True)
     path = os.path.join(workdir, "optuna-journal.log")
     optuna.create_study(study_name="bench", storage=JournalStorage(JournalFileBackend(path)))
     q = FORK.Queue()
@@ -203,7 +239,8 @@ def run_optuna(workdir, procs, seconds):
         p.join()
     lat = [x for r in results for x in r["lat"]]
     steps = sum(r["steps"] for r in results)
-    return {"steps": steps, "steps_per_s": steps / seconds, "lat": lat, "version": optuna.__version__}
+    return {"steps": steps, "steps_per_s": steps / seconds, "lat": lat, "version": optuna.__version__,
+            "cpu_per_step": sum(r["cpu"] for r in results) / max(steps, 1)}
 
 
 # ------------------------------------------------------------------------------------------
@@ -307,7 +344,8 @@ def write_docs(section: str) -> None:
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--procs", type=int, default=32)
+    ap.add_argument("--procs", type=int, nargs="+", default=[32],
+                    help="process counts; evo and Optuna run with each (default: 32)")
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--population", type=int, default=1000)
     ap.add_argument("--dead", type=int, nargs="*", default=[100, 100_000])
@@ -317,6 +355,7 @@ def main(argv=None):
     ap.add_argument("--json", default=None)
     ap.add_argument("--no-docs", action="store_true")
     ap.add_argument("--no-optuna", action="store_true")
+    ap.add_argument("--no-overhead", action="store_true", help="skip the per-child overhead part")
     a = ap.parse_args(argv)
 
     workdir = tempfile.mkdtemp(prefix="evo-coord-", dir=a.dir)
@@ -324,86 +363,114 @@ def main(argv=None):
     print(info, flush=True)
     rows = []
     results = {"machine": info, "procs": a.procs, "seconds": a.seconds, "population": a.population, "runs": []}
+    loads = [os.getloadavg()[0]]
     try:
         configs = [(lock, d) for lock in a.locks for d in (a.dead if lock == "flock" else a.dead[:1])]
-        for lock, dead in configs:
-            root = os.path.join(workdir, f"pop-{lock}-{dead}")
-            t0 = time.time()
-            build_population(root, a.population, dead, lock)
-            print(f"built P={a.population} with {dead} dead ({lock}) in {time.time() - t0:.1f} s; "
-                  f"running {a.procs} processes for {a.seconds:.0f} s", flush=True)
-            r = run_evo(root, a.procs, a.seconds)
-            row = {"system": f"evo ({lock} lock)", "dead": dead, "steps_per_s": r["steps_per_s"],
-                   "held_med": statistics.median(r["lock_held"]), "held_p99": q(r["lock_held"], 0.99),
-                   "next_med": statistics.median(r["next_task"]), "next_p99": q(r["next_task"], 0.99),
-                   "commit_med": statistics.median(r["commit"]), "commit_p99": q(r["commit"], 0.99)}
-            rows.append(row)
-            results["runs"].append(row)
-            print(row, flush=True)
-            shutil.rmtree(root, ignore_errors=True)
-        opt = None if a.no_optuna else run_optuna(workdir, a.procs, a.seconds)
-        if opt is None:
-            print("optuna is not importable (pip install optuna): reference skipped", flush=True)
-        else:
-            row = {"system": f"Optuna {opt['version']} JournalFileBackend (ask+tell)", "dead": None,
-                   "steps_per_s": opt["steps_per_s"], "held_med": None, "held_p99": None,
-                   "next_med": statistics.median(opt["lat"]), "next_p99": q(opt["lat"], 0.99),
-                   "commit_med": None, "commit_p99": None, "trials": opt["steps"]}
-            rows.append(row)
-            results["runs"].append(row)
-            print(row, flush=True)
-        oh = per_child_overhead(workdir, a.checkpoint_mb)
-        results["overhead"] = {k: (v if not isinstance(v, list) else
-                                   {"median": statistics.median(v), "max": max(v)}) for k, v in oh.items()}
+        for procs in a.procs:
+            group = []
+            for k, (lock, dead) in enumerate(configs):
+                root = os.path.join(workdir, f"pop-{lock}-{dead}-{procs}")
+                t0 = time.time()
+                build_population(root, a.population, dead, lock)
+                print(f"built P={a.population} with {dead} dead ({lock}) in {time.time() - t0:.1f} s; "
+                      f"running {procs} processes for {a.seconds:g} s", flush=True)
+                r = run_evo(root, procs, a.seconds)
+                loads.append(os.getloadavg()[0])
+                row = {"procs": procs, "system": f"evo ({lock} lock)", "dead": dead,
+                       "steps_per_s": r["steps_per_s"], "cpu_per_step": r["cpu_per_step"],
+                       "busy": r["busy"], "gap_med": statistics.median(r["gaps"]) if r["gaps"] else None,
+                       "held_med": statistics.median(r["lock_held"]), "held_p99": q(r["lock_held"], 0.99),
+                       "next_med": statistics.median(r["next_task"]), "next_p99": q(r["next_task"], 0.99),
+                       "commit_med": statistics.median(r["commit"]), "commit_p99": q(r["commit"], 0.99)}
+                group.append(row)
+                print(row, flush=True)
+                shutil.rmtree(root, ignore_errors=True)
+                if k == 0 and not a.no_optuna:  # the reference right after the main evo run
+                    opt = run_optuna(os.path.join(workdir, f"optuna-{procs}"), procs, a.seconds)
+                    loads.append(os.getloadavg()[0])
+                    if opt is None:
+                        print("optuna is not importable (pip install optuna): reference skipped", flush=True)
+                        a.no_optuna = True
+                    else:
+                        orow = {"procs": procs, "system": f"Optuna {opt['version']} JournalFileBackend",
+                                "dead": None, "steps_per_s": opt["steps_per_s"],
+                                "cpu_per_step": opt["cpu_per_step"], "busy": None, "gap_med": None,
+                                "held_med": None, "held_p99": None,
+                                "next_med": statistics.median(opt["lat"]), "next_p99": q(opt["lat"], 0.99),
+                                "commit_med": None, "commit_p99": None, "trials": opt["steps"]}
+                        group.append(orow)
+                        print(orow, flush=True)
+            ref = [r for r in group if r["system"].startswith("Optuna")]
+            for r in group:
+                r["vs_optuna"] = r["steps_per_s"] / ref[0]["steps_per_s"] if ref and ref[0]["steps_per_s"] else None
+            rows += group
+        results["runs"] = rows
+        if not a.no_overhead:
+            oh = per_child_overhead(workdir, a.checkpoint_mb)
+            results["overhead"] = {k: (v if not isinstance(v, list) else
+                                       {"median": statistics.median(v), "max": max(v)}) for k, v in oh.items()}
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    results["load_average"] = [min(loads), max(loads)]
 
-    def cell(x):
-        return "-" if x is None else ms(x)
+    def pair(lo, hi):
+        return "-" if lo is None else f"{ms(lo)} / {ms(hi)}"
 
+    procs_arg = " ".join(str(p) for p in a.procs)
     lines = [
         "## Coordination",
         "",
-        f"`python benchmarks/coordination.py --procs {a.procs} --seconds {a.seconds:g}` "
-        f"({time.strftime('%Y-%m-%d')}). Machine: {info}.",
+        f"`python benchmarks/coordination.py --procs {procs_arg} --seconds {a.seconds:g}` "
+        f"({time.strftime('%Y-%m-%d')}). Machine: {info}; load average {min(loads):.1f} to "
+        f"{max(loads):.1f} during the runs.",
         "",
-        f"{a.procs} processes take selection steps with no training (next_task + commit of a 1 KB "
+        f"N processes take selection steps with no training (next_task + commit of a 1 KB "
         f"checkpoint) on a population of P={a.population} living individuals. Lock held: from "
         "acquisition to release, per critical section (a step holds it twice: selection and "
-        "commit). Latencies include waiting for the lock. Optuna (RandomSampler) does ask + tell "
-        "with the same number of processes on its journal file, from an empty study.",
+        "commit). Lock busy: the fraction of the run during which some process held it; hand-off "
+        "gap: from a release to the next acquisition when that process was already waiting. CPU: "
+        "user + system time of all processes per step. Latencies include waiting for the lock. "
+        "Optuna (RandomSampler, so only the storage is measured) does ask + tell with the same "
+        "number of processes on its journal file, from an empty study, right after the first evo row.",
         "",
-        "| system | dead individuals | steps/s (all processes) | lock held median / p99 (ms) "
+        "| processes | system | dead individuals | steps/s (all processes) | vs Optuna | CPU ms/step "
+        "| lock busy | hand-off gap median (ms) | lock held median / p99 (ms) "
         "| next_task median / p99 (ms) | commit median / p99 (ms) |",
-        "|---|---:|---:|---:|---:|---:|",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        held = "-" if r["held_med"] is None else f"{ms(r['held_med'])} / {ms(r['held_p99'])}"
-        nxt = f"{cell(r['next_med'])} / {cell(r['next_p99'])}"
-        com = "-" if r["commit_med"] is None else f"{ms(r['commit_med'])} / {ms(r['commit_p99'])}"
-        dead = "-" if r["dead"] is None else f"{r['dead']:,}"
+        nxt = pair(r["next_med"], r["next_p99"])
         if r["system"].startswith("Optuna"):
             nxt += " (ask+tell)"
-        lines.append(f"| {r['system']} | {dead} | {r['steps_per_s']:.0f} | {held} | {nxt} | {com} |")
-    o = results["overhead"]
-    lines += [
-        "",
-        f"Per-child overhead of the store calls, one uncontended process, P={a.population}, "
-        f"{a.checkpoint_mb} MB checkpoint, fsync included (median / max of 15 children): "
-        f"lease to task ready {ms(o['lease_to_ready']['median'])} / {ms(o['lease_to_ready']['max'])} ms; "
-        f"training end to commit {ms(o['commit']['median'])} / {ms(o['commit']['max'])} ms; "
-        f"heartbeat {ms(o['heartbeat']['median'])} ms; saving a resumable checkpoint "
-        f"{ms(o['save_checkpoint']['median'])} ms.",
-    ]
-    evo_rows = [r for r in rows if r["system"].startswith("evo (flock")]
-    if len(evo_rows) >= 2:
-        ratio = evo_rows[-1]["next_med"] / evo_rows[0]["next_med"]
-        lines.append("")
-        lines.append(f"History size: next_task median with {evo_rows[-1]['dead']:,} dead / with "
-                     f"{evo_rows[0]['dead']:,} dead = {ratio:.2f}x.")
-    opt_rows = [r for r in rows if r["system"].startswith("Optuna")]
-    if evo_rows and opt_rows:
-        lines.append(f"Throughput vs the Optuna reference: {evo_rows[0]['steps_per_s'] / opt_rows[0]['steps_per_s']:.1f}x.")
+        dead = "-" if r["dead"] is None else f"{r['dead']:,}"
+        vs = "-" if r.get("vs_optuna") is None else f"{r['vs_optuna']:.1f}x"
+        busy = "-" if r["busy"] is None else f"{100 * r['busy']:.0f}%"
+        gap = "-" if r["gap_med"] is None else ms(r["gap_med"])
+        lines.append(f"| {r['procs']} | {r['system']} | {dead} | {r['steps_per_s']:.0f} | {vs} "
+                     f"| {1e3 * r['cpu_per_step']:.2f} | {busy} | {gap} | {pair(r['held_med'], r['held_p99'])} "
+                     f"| {nxt} | {pair(r['commit_med'], r['commit_p99'])} |")
+    if "overhead" in results:
+        o = results["overhead"]
+        lines += [
+            "",
+            f"Per-child overhead of the store calls, one uncontended process, P={a.population}, "
+            f"{a.checkpoint_mb} MB checkpoint, fsync included (median / max of 15 children): "
+            f"lease to task ready {ms(o['lease_to_ready']['median'])} / {ms(o['lease_to_ready']['max'])} ms; "
+            f"training end to commit {ms(o['commit']['median'])} / {ms(o['commit']['max'])} ms; "
+            f"heartbeat {ms(o['heartbeat']['median'])} ms; saving a resumable checkpoint "
+            f"{ms(o['save_checkpoint']['median'])} ms.",
+        ]
+    lines.append("")
+    for procs in a.procs:
+        fl = [r for r in rows if r["procs"] == procs and r["system"].startswith("evo (flock")]
+        if len(fl) >= 2:
+            ratio = fl[-1]["next_med"] / fl[0]["next_med"]
+            lines.append(f"History size, {procs} processes: next_task median with {fl[-1]['dead']:,} dead / "
+                         f"with {fl[0]['dead']:,} dead = {ratio:.2f}x.")
+        if fl and fl[0].get("vs_optuna") is not None:
+            lines.append(f"Throughput vs the Optuna reference, {procs} processes: {fl[0]['vs_optuna']:.1f}x "
+                         f"({fl[0]['steps_per_s']:.0f} vs "
+                         f"{fl[0]['steps_per_s'] / fl[0]['vs_optuna']:.0f} steps/s).")
     section = "\n".join(lines) + "\n"
     print()
     print(section)

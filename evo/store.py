@@ -34,8 +34,9 @@ Correctness does not rest on the lock.  Every state change is one atomic ``renam
 * new ids are claimed by creating ``ids/<shard>/<id>`` with O_EXCL, so they stay unique even
   when the counter in state.json was updated without mutual exclusion.
 
-The lock (``filelock`` flock, or a soft lock with owner token, heartbeat and time-to-live,
-or none) only keeps the critical section serial so that races are rare and counters exact.
+The lock (flock, waited for in the kernel; or a soft lock with owner token, heartbeat and
+time-to-live; or none) only keeps the critical section serial so that races are rare and
+counters exact.
 It is held for O(1) work in the history: the dead are never listed or read by a worker.
 
 Worker protocol -- the exact calls a worker makes (``evo/worker.py``)::
@@ -313,10 +314,22 @@ def _fsync_file(path: str) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: str, data: bytes, *, fsync: bool = True, fsync_dir: bool = False) -> None:
-    """Write ``data`` to a temporary name in the same directory, fsync, rename into place."""
-    tmp = _tmp_path(path)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+def _precreate(path: str) -> str:
+    """Create an empty temporary file now (outside the lock) for a later ``atomic_write_bytes``
+    (``tmp=``) or ``_write_new``: creating a file is the costly part of writing a small one."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    return path
+
+
+def atomic_write_bytes(path: str, data: bytes, *, fsync: bool = True, fsync_dir: bool = False,
+                       tmp: str | None = None) -> None:
+    """Write ``data`` to a temporary name in the same directory, fsync, rename into place.
+    ``tmp``: a temporary file made by ``_precreate`` to use (and consume) instead of a new one."""
+    if tmp is None:
+        tmp = _tmp_path(path)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    else:
+        fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC)
     try:
         try:
             view = memoryview(data)
@@ -337,8 +350,9 @@ def atomic_write_bytes(path: str, data: bytes, *, fsync: bool = True, fsync_dir:
 
 
 def _write_new(path: str, data: bytes) -> None:
-    """Create a file that nobody can see yet (inside a private directory): no temp + rename."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    """Write a file that nobody can see yet (inside a private directory): no temp + rename.
+    It may exist already, empty, made by ``_precreate`` before the lock was taken."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         view = memoryview(data)
         while view:
@@ -639,52 +653,180 @@ class _NullLock:
 
 
 class _FlockLock:
-    """``filelock.FileLock`` (flock) with a jittered back-off wait loop and a timeout."""
+    """flock(2) on the lock file, waited for in the kernel.
+
+    The descriptor is opened once per process (again after a fork, or when the file was
+    replaced) and kept open: taking a free lock is one ``flock`` and one ``stat`` (the check that
+    the descriptor still names the file at ``path``, so that a lock file deleted or replaced
+    under us never splits the lock).  A contended acquisition waits with a blocking
+    ``flock(LOCK_EX)`` in a helper thread while the caller waits, with the timeout, for it to
+    succeed: the kernel hands the lock to a waiter as soon as the holder releases it, instead of
+    leaving it idle until the next poll.  On timeout the attempt is abandoned: the helper keeps
+    its own descriptor and, if it ever gets the lock, releases it and closes the descriptor at
+    once.  The lock file is never deleted, so it interoperates with ``filelock.FileLock`` on the
+    same path (which is what is used where ``fcntl`` is missing).
+    """
 
     kind = "flock"
 
     def __init__(self, path: str):
-        import filelock
-
-        self._filelock = filelock
         self.path = path
+        self._fd: int | None = None
+        self._pid = 0
+        self._id: tuple[int, int] | None = None
         try:
-            self._lock = filelock.FileLock(path, fallback_to_soft=False, thread_local=False)
-        except TypeError:  # filelock < 3.30 has no fallback option: it never falls back
-            self._lock = filelock.FileLock(path, thread_local=False)
+            import fcntl
+        except ImportError:  # not Unix: filelock's portable lock, polled
+            fcntl = None
+        self._fcntl = fcntl
+        self._filelock: Any = None
+        if fcntl is None:
+            import filelock
 
-    def acquire(self, timeout: float | None = None) -> None:
-        deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout
-        delay = 0.0005
-        started = time.monotonic()
-        next_note = started + 30.0
-        while True:
+            self._timeout_error = filelock.Timeout
             try:
-                self._lock.acquire(timeout=0)
+                self._filelock = filelock.FileLock(path, fallback_to_soft=False, thread_local=False)
+            except TypeError:  # filelock < 3.30 has no fallback option: it never falls back
+                self._filelock = filelock.FileLock(path, thread_local=False)
+
+    # -- descriptor ---------------------------------------------------------------------------
+    def _refused(self, e: OSError) -> StoreError:
+        return StoreError(f"{self.path}: the file system refuses flock ({e}). Fix: set lock to "
+                          f"'soft' in the config (or 'auto')")
+
+    def _open(self) -> int:
+        pid = os.getpid()
+        if self._fd is not None and self._pid == pid:
+            return self._fd
+        if self._fd is not None:  # inherited across fork: the parent's; never unlock it here
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)  # O_CLOEXEC by default
+        st = os.fstat(fd)
+        self._fd, self._pid, self._id = fd, pid, (st.st_dev, st.st_ino)
+        return fd
+
+    def _drop(self) -> None:
+        """Forget the descriptor (it is closed; a lock it held is released with it)."""
+        fd, self._fd = self._fd, None
+        if fd is not None and self._pid == os.getpid():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def _current(self) -> bool:
+        """True if our descriptor still names the file at ``path`` (checked while holding)."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return False
+        return (st.st_dev, st.st_ino) == self._id
+
+    def _try(self, fd: int) -> bool:
+        f = self._fcntl
+        try:
+            f.flock(fd, f.LOCK_EX | f.LOCK_NB)
+            return True
+        except OSError as e:
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                return False
+            if e.errno in (errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP):
+                raise self._refused(e) from e
+            raise
+
+    # -- acquire / release --------------------------------------------------------------------
+    def acquire(self, timeout: float | None = None) -> None:
+        if self._filelock is not None:
+            return self._acquire_polled(timeout)
+        deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout
+        started = time.monotonic()
+        while True:
+            fd = self._open()
+            if not self._try(fd):
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise self._timeout(started)
+                self._wait(fd, deadline, started)
+            if self._current():
                 return
-            except self._filelock.Timeout:
-                pass
-            except OSError as e:
-                if e.errno in (errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP):
-                    raise StoreError(
-                        f"{self.path}: the file system refuses flock ({e}). Fix: set lock to "
-                        f"'soft' in the config (or 'auto')"
-                    ) from e
-                raise
+            self._drop()  # the file was deleted or replaced meanwhile: lock the one at path
+
+    def _timeout(self, started: float) -> LockTimeout:
+        return LockTimeout(f"could not acquire the population lock {self.path} within "
+                           f"{time.monotonic() - started:.3g} s; a process that holds it is hung "
+                           f"(find it with `lsof {self.path}`)")
+
+    def _wait(self, fd: int, deadline: float | None, started: float) -> None:
+        """Block in the kernel (in a helper thread) until the lock is ours, or raise
+        LockTimeout at ``deadline``."""
+        f = self._fcntl
+        got = threading.Event()
+        state = {"abandoned": False, "error": None}
+        mutex = threading.Lock()
+
+        def wait() -> None:
+            try:
+                f.flock(fd, f.LOCK_EX)
+            except BaseException as e:  # noqa: BLE001 -- handed to the caller
+                state["error"] = e
+                got.set()
+                return
+            with mutex:
+                if not state["abandoned"]:
+                    got.set()
+                    return
+            # the caller gave up: release at once, and close the descriptor it left to us
+            with contextlib.suppress(OSError):
+                f.flock(fd, f.LOCK_UN)
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+        t = threading.Thread(target=wait, name="evo-flock-wait", daemon=True)
+        t.start()
+        next_note = started + 30.0
+        while not got.wait(max(0.0, min(next_note, deadline if deadline is not None else next_note)
+                               - time.monotonic())):
             now = time.monotonic()
             if deadline is not None and now >= deadline:
-                raise LockTimeout(
-                    f"could not acquire the population lock {self.path} within {timeout:.0f} s; "
-                    f"a process that holds it is hung (find it with `lsof {self.path}`)"
-                )
+                with mutex:
+                    if not got.is_set():
+                        state["abandoned"] = True
+                if state["abandoned"]:
+                    self._fd = None  # the helper owns (and will close) that descriptor now
+                    raise self._timeout(started)
+                break
             if now >= next_note:
                 _warn(f"still waiting for the population lock {self.path} after {now - started:.0f} s")
                 next_note = now + 30.0
-            time.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, 0.008)
+        err = state["error"]
+        if err is not None:
+            if isinstance(err, OSError) and err.errno in (errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP):
+                raise self._refused(err) from err
+            raise err
 
     def release(self) -> None:
-        self._lock.release()
+        if self._filelock is not None:
+            self._filelock.release()
+            return
+        if self._fd is not None and self._pid == os.getpid():
+            self._fcntl.flock(self._fd, self._fcntl.LOCK_UN)
+
+    def _acquire_polled(self, timeout: float | None) -> None:
+        deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout
+        delay = 0.0005
+        while True:
+            try:
+                self._filelock.acquire(timeout=0)
+                return
+            except self._timeout_error:
+                pass
+            except OSError as e:
+                if e.errno in (errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP):
+                    raise self._refused(e) from e
+                raise
+            if deadline is not None and time.monotonic() >= deadline:
+                raise self._timeout(deadline - (timeout or 0.0))
+            time.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, 0.008)
 
     def holder(self) -> str | None:
         return None
@@ -1187,15 +1329,18 @@ class Population:
         self._lock_depth = 0
         self._deferred_fsync: list[str] = []
         self._state_snapshot: dict | None = None
+        self._state_tmp: str | None = None
         self._prewarm: tuple | None = None
         self._scan_entries = 0
-        self._cache: dict[str, tuple[int, Record]] = {}
+        self._cache: dict[str, Record] = {}
         self._cache_key: tuple[int, int] | None = None
         self._known_shards: set[str] = set()
         self._next_recovery = 0.0
         self._rng = random.Random()
-        #: Per-process timings (seconds) for benchmarks: lock_wait, lock_held, next_task, commit.
-        self.stats: dict[str, list[float]] = {"lock_wait": [], "lock_held": [], "next_task": [], "commit": []}
+        #: Per-process timings (seconds) for benchmarks: lock_wait, lock_held, next_task, commit,
+        #: and lock_at (time.monotonic() at each acquisition, to merge the lock's timeline).
+        self.stats: dict[str, list[float]] = {"lock_wait": [], "lock_held": [], "lock_at": [],
+                                              "next_task": [], "commit": []}
         self.keep_stats = False
 
     # ---------------------------------------------------------------------- create / open
@@ -1314,19 +1459,20 @@ class Population:
             finally:
                 self._lock_depth -= 1
             return
-        t0 = time.perf_counter()
+        t0 = time.monotonic()
         self._lock.acquire(self.config.lock_timeout_s)
-        t1 = time.perf_counter()
+        t1 = time.monotonic()
         self._lock_depth = 1
         try:
             yield
         finally:
             self._lock_depth = 0
+            t2 = time.monotonic()  # before the release: recorded intervals never overlap
             self._lock.release()
-            t2 = time.perf_counter()
             if self.keep_stats:
                 self.stats["lock_wait"].append(t1 - t0)
                 self.stats["lock_held"].append(t2 - t1)
+                self.stats["lock_at"].append(t1)  # system-wide clock: merged across processes
             self._flush_deferred()
 
     def _durable(self, path: str) -> None:
@@ -1389,8 +1535,19 @@ class Population:
 
     def _write_state(self, st: dict) -> None:
         st["updated_at"] = time.time()
-        atomic_write_bytes(self._state_path, _dumps(st, indent=None), fsync=False)
+        tmp, self._state_tmp = self._state_tmp, None
+        atomic_write_bytes(self._state_path, _dumps(st, indent=None), fsync=False, tmp=tmp)
         self._durable(self._state_path)
+
+    def _precreate_state_tmp(self) -> None:
+        """Before taking the lock for a commit: the temporary file of the next state.json."""
+        with contextlib.suppress(OSError):
+            self._state_tmp = _precreate(_tmp_path(self._state_path))
+
+    def _discard_state_tmp(self) -> None:
+        tmp, self._state_tmp = self._state_tmp, None
+        if tmp is not None:
+            _unlink_quiet(tmp)
 
     def _append_events(self, events: Sequence[dict]) -> None:
         """Append events (one write, one fsync).  Never fatal: a failure is a warning and fsck
@@ -1453,47 +1610,38 @@ class Population:
 
     # ---------------------------------------------------------------------- alive records
     def _alive_records(self, ctl: Control) -> list[Record]:
+        """The selectable living individuals.  One ``listdir`` of alive/ (names only) and set
+        differences against the cache: only the fitness files of members not seen before are
+        read.  Ids are never reused and a retrain changes the epoch (which clears the cache),
+        so a name always stands for the same record."""
         key = (ctl.epoch, ctl.reset_generation)
         if key != self._cache_key:
             self._cache.clear()
             self._cache_key = key
         cache = self._cache
-        records: list[Record] = []
-        append = records.append
-        entries = 0
-        with os.scandir(self._alive) as it:
-            for e in it:
-                name = e.name
-                entries += 1
-                c = cache.get(name)
-                if c is not None and c[0] == e.inode():
-                    append(c[1])
-                    continue
-                if not name.isdigit():
-                    continue
-                i = int(name)
-                ino = e.inode()
-                fpath = os.path.join(self._alive, name, FITNESS_FILE)
-                try:
-                    rec = load_json(fpath)
-                except (FileNotFoundError, NotADirectoryError):
-                    continue  # killed meanwhile, or not a complete individual
-                except CorruptFileError as err:
-                    _warn(str(err), CorruptFileWarning)
-                    continue
-                f = rec.get("fitness")
-                if not _num(f):
-                    _warn(f"{fpath}: alive individual without a numeric fitness; not selectable")
-                    continue
-                c = (ino, Record(i, float(f), i))
-                cache[name] = c
-                append(c[1])
-        if len(cache) > len(records):
-            live = {str(r.id) for r in records}
-            for k in [k for k in cache if k not in live]:
-                del cache[k]
-        self._scan_entries = entries
-        return records
+        names = os.listdir(self._alive)
+        self._scan_entries = len(names)
+        listed = set(names)
+        for name in cache.keys() - listed:  # died or moved away
+            del cache[name]
+        for name in sorted(listed.difference(cache), key=lambda n: (len(n), n)):
+            if not name.isdigit():
+                continue
+            i = int(name)
+            fpath = os.path.join(self._alive, name, FITNESS_FILE)
+            try:
+                rec = load_json(fpath)
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # killed meanwhile, or not a complete individual
+            except CorruptFileError as err:
+                _warn(str(err), CorruptFileWarning)
+                continue
+            f = rec.get("fitness")
+            if not _num(f):
+                _warn(f"{fpath}: alive individual without a numeric fitness; not selectable")
+                continue
+            cache[name] = Record(i, float(f), i)
+        return list(cache.values())
 
     def _prewarm_alive(self, ctl: Control) -> None:
         """List alive/ before taking the lock.  Under the lock the listing is reused when the
@@ -1590,6 +1738,8 @@ class Population:
         token = _new_token()
         resv = os.path.join(self._tmp, f"resv-{token}")
         os.mkdir(resv)  # the reservation of a new child, private until renamed into inflight/
+        for name in (TASK_FILE, LEASE_FILE):  # written under the lock; created here, outside it
+            _precreate(os.path.join(resv, name))
         claimed: int | None = None
         try:
             for _attempt in range(20):
@@ -1647,8 +1797,9 @@ class Population:
                 return task
         if flops_hit:
             return Wait("budget", not inflight, poll, flops_hit)
+        nid = self.read_next_id() if claimed is None else 0
         if claimed is None:
-            hit = self._individuals_budget(self.read_next_id())
+            hit = self._individuals_budget(nid)
             if hit:
                 return Wait("budget", not inflight, poll, hit)
 
@@ -1671,7 +1822,7 @@ class Population:
                                             sample_size=self.config.sample_size)
         if strategy == "random":
             parent = None
-        cid = claimed if claimed is not None else self._claim_id(self.read_next_id())
+        cid = claimed if claimed is not None else self._claim_id(nid)
         hit = self._individuals_budget(cid)
         if hit:
             self._write_next_id(cid + 1)
@@ -1745,7 +1896,7 @@ class Population:
               post: list) -> bool:
         """Kill ``v`` by renaming alive/<v> into dead/.  False if someone else got there first."""
         c = self._cache.get(str(v))
-        fitness = c[1].fitness if c is not None else None
+        fitness = c.fitness if c is not None else None
         self._ensure_shard(self._dead, v)
         dst = self.dead_path(v)
         try:
@@ -1925,8 +2076,12 @@ class Population:
             if _is_tmp_name(name):
                 _unlink_quiet(os.path.join(d, name))
         post: list[Callable[[], None]] = []
-        with self.locked():
-            res = self._finalize(task.child_id, d, rec, task.lease.worker, "commit", post)
+        self._precreate_state_tmp()
+        try:
+            with self.locked():
+                res = self._finalize(task.child_id, d, rec, task.lease.worker, "commit", post)
+        finally:
+            self._discard_state_tmp()
         for fn in post:
             with contextlib.suppress(OSError):
                 fn()

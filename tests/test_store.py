@@ -805,6 +805,71 @@ def test_locks_give_mutual_exclusion(tmp_path, kind):
         assert int(f.read()) == 240
 
 
+def _hold_flock(path, hold_s, q):
+    lk = store._FlockLock(path)
+    lk.acquire(timeout=10)
+    q.put("held")
+    time.sleep(hold_s)
+    lk.release()
+    q.put("released")
+
+
+def test_flock_timeout_abandons_the_wait(tmp_path):
+    path = str(tmp_path / "lock")
+    q = FORK.Queue()
+    p = FORK.Process(target=_hold_flock, args=(path, 1.0, q))
+    p.start()
+    assert q.get(timeout=10) == "held"
+    lk = store._FlockLock(path)
+    t0 = time.monotonic()
+    with pytest.raises(LockTimeout, match="hung"):
+        lk.acquire(timeout=0.2)
+    assert time.monotonic() - t0 < 0.9
+    assert q.get(timeout=10) == "released"
+    p.join(5)
+    # the abandoned kernel wait gets the lock at the release and lets it go at once
+    other = store._FlockLock(path)
+    other.acquire(timeout=5)
+    other.release()
+    lk.acquire(timeout=5)
+    lk.release()
+
+
+def _acquire_inherited(lk, q):
+    try:
+        lk.acquire(timeout=0.3)
+        q.put("acquired")
+        lk.release()
+    except LockTimeout:
+        q.put("timeout")
+
+
+def test_flock_after_fork_is_not_the_parents_lock(tmp_path):
+    lk = store._FlockLock(str(tmp_path / "lock"))
+    lk.acquire(timeout=1)
+    q = FORK.Queue()
+    p = FORK.Process(target=_acquire_inherited, args=(lk, q))  # inherits the open descriptor
+    p.start()
+    assert q.get(timeout=10) == "timeout"
+    p.join(5)
+    lk.release()
+
+
+def test_flock_follows_a_replaced_lock_file(tmp_path):
+    path = tmp_path / "lock"
+    lk = store._FlockLock(str(path))
+    lk.acquire(timeout=1)
+    lk.release()
+    os.unlink(path)  # deleted by hand while free; the next locker creates a new file
+    other = store._FlockLock(str(path))
+    other.acquire(timeout=1)
+    with pytest.raises(LockTimeout):
+        lk.acquire(timeout=0.2)  # its descriptor names the old file: it must not win there
+    other.release()
+    lk.acquire(timeout=1)
+    lk.release()
+
+
 # ------------------------------------------------------------------------------------------
 # real processes: concurrency, no mutual exclusion, SIGKILL fault injection
 # ------------------------------------------------------------------------------------------

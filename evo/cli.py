@@ -167,6 +167,9 @@ def init(popdir: Path, config_file: Path | None, dataset: str | None, data_root:
     cfg["train"] = train_cfg
     cfg.update({k: v for k, v in fields.items() if v is not None})
     config = Config.from_dict(cfg).validate()
+    from .worker import check_train_settings
+
+    check_train_settings(config.train)
     if (popdir / "config.json").exists():
         raise UserError(f"{popdir} already holds a population; refusing to overwrite it. "
                         "Fix: choose another directory")

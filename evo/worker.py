@@ -76,6 +76,22 @@ def _load_weights(path: str) -> dict[str, torch.Tensor]:
     return state
 
 
+def check_train_settings(settings: dict) -> None:
+    """Refuse, at ``evo init``, training settings that every worker would fail on."""
+    import dataclasses as _dc
+
+    opts = {k: v for k, v in settings.items() if k != "mutations"}
+    known = {f.name for f in _dc.fields(TrainConfig)} - {"steps", "seed", "device", "checkpoint_every_s"}
+    unknown = sorted(set(opts) - known)
+    if unknown:
+        raise ValueError(f"config field 'train': unknown training settings {unknown}; known: {sorted(known)}")
+    try:
+        TrainConfig(**opts)
+        MutationConfig.from_dict(settings.get("mutations"))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"config field 'train': {exc}") from None
+
+
 class Worker:
     """One worker process: the loop that a Slurm array task runs for its whole allocation."""
 

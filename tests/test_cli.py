@@ -1,0 +1,71 @@
+"""The population commands of the CLI: init, worker, control knobs, fsck; user mistakes exit 2."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from evo.cli import main
+from evo.store import Population
+
+TINY = ["--dataset-opt", "n_train=600", "--dataset-opt", "n_val=200", "--dataset-opt", "n_test=200",
+        "--dataset-opt", "image_size=8"]
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, list(args))
+
+
+def test_init_creates_and_refuses_to_overwrite(tmp_path):
+    pop = tmp_path / "pop"
+    r = run("init", str(pop), "-P", "3", "--steps-per-child", "10", "--max-individuals", "5", *TINY, "--json")
+    assert r.exit_code == 0, r.output
+    info = json.loads(r.output[r.output.index("{"):])
+    assert info["config"]["population_size"] == 3
+    assert Population.open(str(pop)).status()["pending"] == 3
+    r = run("init", str(pop), *TINY)
+    assert r.exit_code == 2 and "already holds a population" in r.output
+
+
+def test_init_config_mistakes_are_one_line_errors(tmp_path):
+    for args, message in [
+        (["--train-opt", "batchsize=10"], "unknown training settings"),
+        (["--train-opt", 'mutations={"allowed": ["FLY"]}'], "unknown mutation names"),
+        (["-P", "1"], "population_size"),
+        (["--dataset", "cifar10", "--data-root", str(tmp_path / "none")], "evo data download cifar10"),
+        (["--dataset-opt", "colour=red"], "colour"),
+    ]:
+        r = run("init", str(tmp_path / "p"), *args)
+        assert r.exit_code == 2, (args, r.output)
+        assert message in r.output, (args, r.output)
+        assert "Traceback" not in r.output
+        assert not (tmp_path / "p" / "config.json").exists()
+
+
+def test_worker_control_stop_resume_and_fsck(tmp_path):
+    pop = tmp_path / "pop"
+    assert run("init", str(pop), "-P", "2", "--steps-per-child", "10", "--max-individuals", "4", *TINY).exit_code == 0
+    r = run("control", str(pop), "--mutations-per-child", "5", "--json")
+    assert r.exit_code == 0 and json.loads(r.output)["mutations_per_child"] == 5
+    assert run("stop", str(pop)).exit_code == 0
+    r = run("worker", str(pop), "-q")
+    assert r.exit_code == 0  # stopped: nothing to do, a clean exit
+    assert Population.open(str(pop)).status()["alive"] == 0
+    assert run("resume", str(pop)).exit_code == 0
+    r = run("worker", str(pop), "-q")
+    assert r.exit_code == 0
+    st = Population.open(str(pop)).status()
+    assert st["alive"] == 2 and st["trained"] == 4
+    recs = [i.fitness for i in Population.open(str(pop)).individuals()]
+    assert any(len(r["mutations"]) == 5 for r in recs if r.get("parent_id"))  # the knob took effect
+    r = run("fsck", str(pop), "--json")
+    assert r.exit_code == 0, r.output
+    r = run("reset-weights", str(pop))
+    assert r.exit_code == 0 and "queued 2" in r.output
+
+
+def test_missing_population_is_a_clear_error(tmp_path):
+    r = run("worker", str(tmp_path))
+    assert r.exit_code != 0
+    assert "Traceback" not in r.output

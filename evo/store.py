@@ -1814,12 +1814,18 @@ class Population:
                 records = [r for r in records if r.id != v]
                 popn -= 1
         at_setpoint = popn >= P
-        if not records and (strategy != "random" or at_setpoint):
+        # every individual failed (say, all diverged) and nothing is under way: start again from a
+        # seed individual rather than wait for parents that will never come
+        extinct = not records and not inflight and not pending and strategy != "random"
+        if not records and not extinct and (strategy != "random" or at_setpoint):
             return Wait("empty", False, poll, "no living individual to select from yet")
         if at_setpoint and len(records) < 2 and strategy != "random":
             return Wait("empty", False, poll, "the whole population is in flight")
-        parent, victim = _strategies.select(strategy, records, rng, kill=at_setpoint,
-                                            sample_size=self.config.sample_size)
+        if extinct:
+            parent, victim = None, None
+        else:
+            parent, victim = _strategies.select(strategy, records, rng, kill=at_setpoint,
+                                                sample_size=self.config.sample_size)
         if strategy == "random":
             parent = None
         cid = claimed if claimed is not None else self._claim_id(nid)
@@ -1860,7 +1866,7 @@ class Population:
                         if os.path.exists(src):
                             parent_ckpt = src
                             inherit = True
-            kind = "random" if strategy == "random" else "child"
+            kind = "random" if strategy == "random" else ("seed" if extinct else "child")
             now = time.time()
             tj = {
                 "format_version": FORMAT_VERSION, "kind": kind, "id": cid, "parent_id": parent,

@@ -213,9 +213,17 @@ class Worker:
             lease.save_checkpoint(lambda path: save_state(with_segments(st), path))
 
         with lease.keepalive():
-            result: TrainResult = train(model, self.dataset, dna.learning_rate, cfg, state=state,
-                                        on_checkpoint=checkpoint,
-                                        should_stop=lambda: self.should_stop() or lease.lost)
+            try:
+                result: TrainResult = train(model, self.dataset, dna.learning_rate, cfg, state=state,
+                                            on_checkpoint=checkpoint,
+                                            should_stop=lambda: self.should_stop() or lease.lost)
+            except torch.cuda.OutOfMemoryError as exc:
+                # a network too large for this device is an unfit individual, not a broken worker
+                model = build_model(dna)  # drop the device copy
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                result = TrainResult(None, int(state["step"]) if state else 0, "out_of_memory",
+                                     reason=str(exc).splitlines()[0][:300])
         if lease.lost:
             self.progress(f"child {task.child_id}: lease lost (another worker recovered it); dropping it")
             return "lost"
@@ -257,7 +265,7 @@ class Worker:
         if not out:
             self.progress(f"child {task.child_id}: not committed ({out.status})")
             return "lost"
-        fit = "diverged: " + result.reason if record["fitness"] is None else f"fitness {result.fitness:.4f}"
+        fit = f"{result.outcome}: {result.reason}" if record["fitness"] is None else f"fitness {result.fitness:.4f}"
         self.progress(f"child {task.child_id}: {fit} after {result.steps_done} steps in "
                       f"{result.wall_s:.1f}s (+{time.time() - t_end:.2f}s commit)")
         return "committed"

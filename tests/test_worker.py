@@ -194,6 +194,9 @@ def test_corrupt_parent_checkpoint_gives_fresh_weights(tmp_path):
         ck.write_bytes(b"garbage")
     messages: list[str] = []
     w = Worker(str(root), progress=messages.append)
+    from evo.mutations import MutationConfig
+
+    w.mutation_config = MutationConfig(allowed=["IDENTITY"])  # a child that would inherit everything
     task = Population.open(str(root)).next_task(w.me, w.rng)
     assert task and task.kind == "child"
     dna, mutations, model, state, inherited = w.make_child(task)
@@ -209,3 +212,19 @@ def test_checkpoint_is_loadable_safely(tmp_path):
         state = torch.load(ind.checkpoint, weights_only=True)
         assert "head.weight" in state
         assert json.loads((Path(ind.path) / "dna.json").read_text())["format_version"] == 1
+
+
+def test_out_of_memory_is_an_unfit_individual_not_a_dead_worker(tmp_path, monkeypatch):
+    import evo.worker as worker_mod
+
+    def oom(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")
+
+    monkeypatch.setattr(worker_mod, "train", oom)
+    root = tmp_path / "pop"
+    pop = make_pop(root, population_size=2, max_individuals=3)
+    assert run_worker(str(root), handle_signals=False, progress=lambda m: None) == EXIT_DONE
+    recs = [ind for ind in pop.individuals()]
+    assert len(recs) == 3
+    assert all(ind.fitness["outcome"] == "out_of_memory" and ind.status == "dead" for ind in recs)
+    assert "80.00 GiB" in recs[0].fitness["reason"]

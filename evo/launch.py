@@ -42,7 +42,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import submitit
@@ -248,15 +247,11 @@ class WorkerJob(submitit.helpers.Checkpointable):
 
     # ------------------------------------------------------------------ running
     def __call__(self) -> dict[str, Any]:
-        from .worker import EXIT_ERROR, Worker
+        from .worker import EXIT_ERROR, Worker, limit_threads
 
         self._reset()
         self._label, worker_id = self._job_label()
-        # torch uses every core of the node unless told: one thread per allocated CPU
-        if "OMP_NUM_THREADS" not in os.environ and os.environ.get("SLURM_CPUS_PER_TASK", "").isdigit():
-            import torch
-
-            torch.set_num_threads(int(os.environ["SLURM_CPUS_PER_TASK"]))
+        limit_threads()
         label = self._label
         worker = Worker(self.popdir, worker_id=worker_id, device=self.device, max_children=self.max_children,
                         progress=lambda msg: _say(label, msg))

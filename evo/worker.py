@@ -303,7 +303,7 @@ class Worker:
                 return EXIT_INTERRUPTED
 
 
-def _limit_threads() -> None:
+def limit_threads() -> None:
     """Use the CPUs Slurm allocated, not every core of a shared node (unless OMP_NUM_THREADS says)."""
     if "OMP_NUM_THREADS" in os.environ:
         return
@@ -316,7 +316,7 @@ def run_worker(root: str, *, worker_id: str | None = None, time_limit_s: float |
                device: str | None = None, max_children: int | None = None,
                progress: Callable[[str], None] | None = None, handle_signals: bool = True) -> int:
     """Run one worker on the population at ``root``; returns the process exit code."""
-    _limit_threads()
+    limit_threads()
     w = Worker(root, worker_id=worker_id, time_limit_s=time_limit_s, device=device,
                max_children=max_children, progress=progress)
     if handle_signals:

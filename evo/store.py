@@ -36,8 +36,11 @@ Correctness does not rest on the lock.  Every state change is one atomic ``renam
 
 The lock (flock, waited for in the kernel; or a soft lock with owner token, heartbeat and
 time-to-live; or none) only keeps the critical section serial so that races are rare and
-counters exact.
-It is held for O(1) work in the history: the dead are never listed or read by a worker.
+counters exact.  It is held for O(1) work in the history (the dead are never listed or read by
+a worker) and once per child: a commit and the worker's next selection step share one critical
+section.  Whatever can be made ready without the lock is (new id, reservation files, the new
+lines of the event log that keep each worker's view of alive/ current); under it, a selection
+step renames and writes files but creates none (a hard link to the parent's checkpoint aside).
 
 Worker protocol -- the exact calls a worker makes (``evo/worker.py``)::
 
@@ -66,8 +69,10 @@ Worker protocol -- the exact calls a worker makes (``evo/worker.py``)::
         result = pop.commit(task, child_dna,
                             {"fitness": acc, "steps_trained": n, "flops": f, "params": p,
                              "mutations": mutations_applied, "outcome": "ok"},
-                            checkpoint=lambda path: torch.save(weights, path))
+                            checkpoint=lambda path: torch.save(weights, path),
+                            next_for=me, rng=rng)  # optional: the next task, same lock
         # result.status: "committed" | "already_committed" | "lease_lost"
+        # result.next: the next Task or Wait (with next_for); release() it if not trained
 
     # On SIGTERM / SIGUSR2 (preemption, time limit): save a checkpoint with
     # lease.save_checkpoint(...), then pop.release(task) and exit; another worker resumes it.
@@ -360,6 +365,32 @@ def _write_new(path: str, data: bytes) -> None:
             view = view[n:]
     finally:
         os.close(fd)
+
+
+def _pwrite_all(fd: int, data: bytes) -> None:
+    """Write ``data`` at the start of the (empty, freshly created) file ``fd``."""
+    view = memoryview(data)
+    off = 0
+    while off < len(data):
+        off += os.pwrite(fd, view[off:], off)
+
+
+def _write_durable(path: str, data: bytes) -> None:
+    """Write a file in a directory that nobody else writes to: in place if it is new (no
+    temporary, no rename), atomically replaced if it exists; fsynced either way."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        atomic_write_bytes(path, data)
+        return
+    try:
+        _pwrite_all(fd, data)
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        _unlink_quiet(path)
+        raise
+    os.close(fd)
 
 
 def _dumps(obj: Any, indent: int | None = 1) -> bytes:
@@ -1060,6 +1091,7 @@ class Lease:
         self._lost = threading.Event()
         self._hb_mutex = threading.Lock()
         self._closed = False
+        self._dna_saved: bytes | None = None  # what save_dna wrote (and fsynced) to dna.json
 
     @property
     def checkpoint_path(self) -> str:
@@ -1161,7 +1193,9 @@ class Lease:
         """Record the child's DNA (and the mutations applied) so that a resume trains the same
         child.  Raises :class:`LeaseLost` if the lease is gone."""
         try:
-            atomic_write_json(os.path.join(self.path, DNA_FILE), dna)
+            data = _dumps(dna, indent=None)
+            atomic_write_bytes(os.path.join(self.path, DNA_FILE), data)
+            self._dna_saved = data
             if mutations is not None:
                 tpath = os.path.join(self.path, TASK_FILE)
                 tj = load_json_or_none(tpath) or {}
@@ -1232,6 +1266,8 @@ class CommitResult:
     status: str
     id: int
     path: str | None = None
+    #: the next unit of work, when the commit was asked for one (``next_for``)
+    next: "Task | Wait | None" = None
 
     def __bool__(self) -> bool:
         return self.status in ("committed", "already_committed")
@@ -1264,6 +1300,21 @@ class _Retry:
 
     def __init__(self, claimed: int | None):
         self.claimed = claimed
+
+
+@dataclass
+class _Prep:
+    """What a selection step needs that was made ready before the lock was taken."""
+
+    worker: WorkerInfo
+    rng: random.Random
+    ctl: Control
+    token: str
+    resv: str
+    fds: dict
+    claimed: int | None
+    t_start: float
+    used: bool = False  # the reservation became the new child's in-flight directory
 
 
 def read_events(root: str, *, warn: bool = True) -> Iterator[dict]:
@@ -1329,14 +1380,21 @@ class Population:
         self._lock_depth = 0
         self._deferred_fsync: list[str] = []
         self._state_snapshot: dict | None = None
-        self._state_tmp: str | None = None
-        self._prewarm: tuple | None = None
         self._scan_entries = 0
+        self._ev_offset: tuple[int, int] | None = None
+        self._rebuild_at = 0.0
+        self._nlink_ok = False
+        self._unselectable = 0
+        # st_nlink of directories is trusted only where attributes are coherent (not NFS & co.)
+        fstype = filesystem_of(self.root)[0]
+        self._trust_nlink = not (fstype in _SOFT_FS or fstype.startswith(("nfs", "fuse")))
         self._cache: dict[str, Record] = {}
         self._cache_key: tuple[int, int] | None = None
         self._known_shards: set[str] = set()
         self._next_recovery = 0.0
         self._rng = random.Random()
+        self._spare_claim: int | None = None
+        self._link_claims = True
         #: Per-process timings (seconds) for benchmarks: lock_wait, lock_held, next_task, commit,
         #: and lock_at (time.monotonic() at each acquisition, to merge the lock's timeline).
         self.stats: dict[str, list[float]] = {"lock_wait": [], "lock_held": [], "lock_at": [],
@@ -1507,7 +1565,10 @@ class Population:
 
     def read_state(self) -> dict:
         """The running counters: trained (trainings committed), flops, top (K best ever)."""
-        d = load_json_or_none(self._state_path)
+        d = load_json_or_none(self._state_path, warn=False)
+        if d is None:  # read while being rewritten in place (a reader without the lock): again
+            time.sleep(0.001)
+            d = load_json_or_none(self._state_path)
         if d is None or not isinstance(d.get("trained"), int):
             _warn(f"{self._state_path} is missing or unreadable; rebuilding the counters by a full "
                   f"scan (slow, once)")
@@ -1534,24 +1595,28 @@ class Population:
                 os.close(fd)
 
     def _write_state(self, st: dict) -> None:
+        """Rewrite state.json in place (one ``pwrite``, padded with spaces to the old length, so
+        that it never shrinks): replacing it would create and free a file on every commit.  It
+        is not fsynced: the counters are derived data (``evo fsck --repair`` recounts them after
+        a crash of the machine); the directories, which are fsynced, are the truth.  A file
+        torn by a crash of the machine is detected when read, and recounted."""
         st["updated_at"] = time.time()
-        tmp, self._state_tmp = self._state_tmp, None
-        atomic_write_bytes(self._state_path, _dumps(st, indent=None), fsync=False, tmp=tmp)
-        self._durable(self._state_path)
-
-    def _precreate_state_tmp(self) -> None:
-        """Before taking the lock for a commit: the temporary file of the next state.json."""
-        with contextlib.suppress(OSError):
-            self._state_tmp = _precreate(_tmp_path(self._state_path))
-
-    def _discard_state_tmp(self) -> None:
-        tmp, self._state_tmp = self._state_tmp, None
-        if tmp is not None:
-            _unlink_quiet(tmp)
+        data = _dumps(st, indent=None)
+        fd = os.open(self._state_path, os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            size = os.fstat(fd).st_size
+            if len(data) < size:
+                data = data[:-1] + b" " * (size - len(data)) + b"\n"
+            _pwrite_all(fd, data)
+        finally:
+            os.close(fd)
 
     def _append_events(self, events: Sequence[dict]) -> None:
-        """Append events (one write, one fsync).  Never fatal: a failure is a warning and fsck
-        reconstructs the missing events from the directories."""
+        """Append events (one write).  Never fatal: a failure is a warning and fsck reconstructs
+        the missing events from the directories.  Appends under the lock (every selection
+        step and commit) are not fsynced: the log is derived from the directories, which are,
+        and ``evo fsck --repair`` restores what a crash of the machine lost; the rarer appends
+        outside it (control, fsck) are."""
         now = time.time()
         payload = b"".join(_dumps({"t": now, **e}, indent=None) for e in events)
         try:
@@ -1565,8 +1630,6 @@ class Population:
                     os.fsync(fd)
             finally:
                 os.close(fd)
-            if self._lock_depth:
-                self._durable(self._events)
         except OSError as e:
             _warn(f"could not append to {self._events}: {e}; `evo fsck --repair` will restore "
                   f"the missing events")
@@ -1643,51 +1706,166 @@ class Population:
             cache[name] = Record(i, float(f), i)
         return list(cache.values())
 
-    def _prewarm_alive(self, ctl: Control) -> None:
-        """List alive/ before taking the lock.  Under the lock the listing is reused when the
-        directory's (mtime, nlink) did not change -- nlink counts subdirectories on ext4, xfs,
-        tmpfs, NFS, Lustre..., so the population count is exact; a member that died meanwhile
-        only makes a rename fail, and the step is retried with a fresh listing."""
-        self._prewarm = None
+    def _alive_view(self, ctl: Control) -> list[Record]:
+        """The selectable living individuals, kept current without listing alive/.
+
+        The event log says every birth (with its fitness) and death; the new lines since the
+        last call are read (a few per step of every other worker) and applied to the cached
+        records.  The result is checked against alive/'s link count (each member is a
+        subdirectory, so ``st_nlink == 2 + members`` on ext4, xfs, Lustre, ...): any
+        disagreement -- a lost append, a run without mutual exclusion, fsck moving things, a
+        file system that does not count subdirectories -- and the view is rebuilt by listing
+        alive/ (:meth:`_alive_records`).  It is rebuilt every ``_REBUILD_S`` seconds anyway, so
+        that two errors that cancel out cannot hide a member for long.  A stale member costs
+        nothing worse than a failed rename, after which the step is retried with a listing."""
+        key = (ctl.epoch, ctl.reset_generation)
+        now = time.monotonic()
+        if (key != self._cache_key or not self._nlink_ok or self._ev_offset is None
+                or now >= self._rebuild_at or not self._tail_events()):
+            return self._rebuild_alive(ctl, now)
+        try:
+            nlink = os.stat(self._alive).st_nlink
+        except OSError:
+            return self._rebuild_alive(ctl, now)
+        if nlink != 2 + len(self._cache) + self._unselectable:
+            return self._rebuild_alive(ctl, now)
+        return list(self._cache.values())
+
+    _REBUILD_S = 30.0
+
+    def _rebuild_alive(self, ctl: Control, now: float) -> list[Record]:
+        self._ev_offset = None
+        start = self._events_position()  # before the listing: later events are replayed
         try:
             st0 = os.stat(self._alive)
             recs = self._alive_records(ctl)
             st1 = os.stat(self._alive)
         except OSError:
-            return
-        if (st0.st_mtime_ns, st0.st_nlink) == (st1.st_mtime_ns, st1.st_nlink) \
-                and st1.st_nlink == 2 + self._scan_entries:
-            self._prewarm = (st1.st_mtime_ns, st1.st_nlink, recs)
+            return self._alive_records(ctl)
+        self._rebuild_at = now + self._REBUILD_S * (0.75 + 0.5 * self._rng.random())
+        if (st0.st_mtime_ns, st0.st_nlink) == (st1.st_mtime_ns, st1.st_nlink):
+            # does this file system count subdirectories in st_nlink?  (btrfs and some
+            # network file systems do not: then every step lists alive/, as it must)
+            self._nlink_ok = self._trust_nlink and st1.st_nlink == 2 + self._scan_entries
+            self._unselectable = self._scan_entries - len(recs)  # torn or without fitness
+        if self._nlink_ok and start is not None:
+            self._ev_offset = start
+            self._tail_events()
+            recs = list(self._cache.values())
+        return recs
 
-    def _alive_records_locked(self, ctl: Control) -> list[Record]:
-        pw, self._prewarm = self._prewarm, None
-        if pw is not None:
-            try:
-                st = os.stat(self._alive)
-            except OSError:
-                st = None
-            if st is not None and (st.st_mtime_ns, st.st_nlink) == (pw[0], pw[1]):
-                return list(pw[2])
-        return self._alive_records(ctl)
+    def _events_position(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self._events)
+        except OSError:
+            return None
+        return (st.st_ino, st.st_size)
+
+    def _tail_events(self) -> bool:
+        """Apply the event log's new complete lines to the alive cache.  False if the log was
+        replaced or shortened (then the caller rebuilds from a listing)."""
+        ino, off = self._ev_offset  # type: ignore[misc]
+        try:
+            fd = os.open(self._events, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            st = os.fstat(fd)
+            if st.st_ino != ino or st.st_size < off:
+                return False
+            if st.st_size == off:
+                return True
+            data = os.pread(fd, st.st_size - off, off)
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+        end = data.rfind(b"\n") + 1  # complete lines only; a partial one is read next time
+        if not end:
+            return True
+        self._ev_offset = (ino, off + end)
+        cache = self._cache
+        for line in data[:end].split(b"\n"):
+            if b'"birth"' in line:
+                try:
+                    ev = json.loads(line)
+                except ValueError:
+                    continue
+                if ev.get("event") == "birth" and ev.get("outcome", "ok") == "ok" and _num(ev.get("fitness")):
+                    i = ev.get("id")
+                    if isinstance(i, int):
+                        cache[str(i)] = Record(i, float(ev["fitness"]), i)
+            elif b'"death"' in line:
+                try:
+                    ev = json.loads(line)
+                except ValueError:
+                    continue
+                if ev.get("event") == "death":
+                    cache.pop(str(ev.get("id")), None)
+            elif b'"reset"' in line:
+                return False
+        return True
 
     # ---------------------------------------------------------------------- ids
+    def _try_claim(self, n: int) -> bool:
+        """Claim id ``n``: True if it is ours now, False if someone else has it.
+
+        A claim is a hard link ``ids/<shard>/<n>`` to the shard's ``.claim`` file: creating a
+        link is atomic and exclusive (also on NFS) and, unlike creating a file, allocates
+        nothing.  Where hard links are refused, an empty file created with O_EXCL."""
+        d = os.path.join(self._ids, _shard(n))
+        path = os.path.join(d, str(n))
+        for _ in range(3):
+            try:
+                if self._link_claims:
+                    os.link(os.path.join(d, ".claim"), path)
+                else:
+                    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+                return True
+            except FileExistsError:
+                return False
+            except FileNotFoundError:  # a new shard, or its .claim file is not there yet
+                os.makedirs(d, exist_ok=True)
+                with contextlib.suppress(OSError):
+                    os.close(os.open(os.path.join(d, ".claim"), os.O_WRONLY | os.O_CREAT, 0o644))
+            except OSError as e:
+                if e.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK, errno.EXDEV, errno.ENOSYS):
+                    raise
+                self._link_claims = False
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        return True
+
     def _claim_id(self, hint: int) -> int:
         n = max(hint, 1)
         for _ in range(100000):
-            d = os.path.join(self._ids, _shard(n))
-            try:
-                fd = os.open(os.path.join(d, str(n)), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-                os.close(fd)
+            if self._try_claim(n):
                 return n
-            except FileExistsError:
-                try:
-                    taken = [int(x) for x in os.listdir(d) if x.isdigit()]
-                except OSError:
-                    taken = []
-                n = max([n] + taken) + 1
-            except FileNotFoundError:
-                os.makedirs(d, exist_ok=True)
+            try:
+                taken = [int(x) for x in os.listdir(os.path.join(self._ids, _shard(n))) if x.isdigit()]
+            except OSError:
+                taken = []
+            n = max([n] + taken) + 1
         raise StoreError(f"could not claim a new individual id under {self._ids}")
+
+    def _claim_new(self) -> int | None:
+        """Claim a new id without the lock: the next one after the hint, probing upwards past
+        ids other workers claimed meanwhile.  None if the individuals budget is spent."""
+        n = self.read_next_id()
+        if self._individuals_budget(n):
+            return None
+        for k in range(32):
+            if self._try_claim(n):
+                self._write_next_id(n + 1)
+                return n
+            n = max(n + 1, self.read_next_id()) if k % 8 == 7 else n + 1
+        n = self._claim_id(n)
+        self._write_next_id(n + 1)
+        return n
+
+    def _drop_spare_claim(self) -> None:
+        if self._spare_claim is not None:
+            self._unclaim(self._spare_claim)
+            self._spare_claim = None
 
     def _unclaim(self, i: int) -> None:
         """Give back a claimed id that no individual got (the step was given up)."""
@@ -1716,13 +1894,21 @@ class Population:
 
         Under the lock, briefly: pending work first (seeds, children to resume, retrains), else
         one selection step of the configured strategy (the victim, if any, is killed now) and a
-        new child reserved with a lease owned by ``worker``.
+        new child reserved with a lease owned by ``worker``.  Everything that can be prepared
+        without the lock (run control, expired leases, the new events, the new child's id and
+        its reservation files) is done before it is taken.
         """
+        prep = self._prepare(worker, rng or self._rng)
+        if isinstance(prep, Wait):
+            return prep
+        return self._run_steps(prep, None)
+
+    def _prepare(self, worker: WorkerInfo, rng: random.Random) -> "_Prep | Wait":
         t_start = time.perf_counter()
-        rng = rng or self._rng
         ctl = self.read_control()
         poll = max(0.05, min(self.config.heartbeat_s, 5.0))
         if ctl.stopped:
+            self._drop_spare_claim()
             return Wait("stopped", True, poll, "the experiment was stopped (`evo resume` clears it)")
         if ctl.paused:
             return Wait("paused", False, poll, "the experiment is paused (`evo resume` to continue)")
@@ -1732,53 +1918,99 @@ class Population:
                 0.5 + self._rng.random())
             with contextlib.suppress(LockTimeout):
                 self.recover_expired()
-        self._prewarm_alive(ctl)  # read new fitness files outside the lock
+        self._alive_view(ctl)  # most of the new events are read outside the lock
         # the counters only feed the FLOPs budget, which may be read a step early
         self._state_snapshot = self.read_state() if self.config.max_flops is not None else {}
-        token = _new_token()
-        resv = os.path.join(self._tmp, f"resv-{token}")
-        os.mkdir(resv)  # the reservation of a new child, private until renamed into inflight/
-        for name in (TASK_FILE, LEASE_FILE):  # written under the lock; created here, outside it
-            _precreate(os.path.join(resv, name))
-        claimed: int | None = None
+        prep = _Prep(worker, rng, ctl, _new_token(), "", {}, None, t_start)
+        prep.resv = os.path.join(self._tmp, f"resv-{prep.token}")
+        self._make_reservation(prep)
+        # a selection step will most likely need a new id: claim it before taking the lock
+        if self._dir_count(self._pending) == 0 and self.config.max_flops is None:
+            prep.claimed = self._spare_claim if self._spare_claim is not None else self._claim_new()
+            self._spare_claim = None
+        return prep
+
+    def _make_reservation(self, prep: "_Prep") -> None:
+        """The reservation of a new child: a private directory with its (empty) task and lease
+        files, renamed into inflight/ under the lock.  Creating files is the costly part of
+        writing small ones (on a network file system it is a round trip to the server), so it
+        happens here, outside the lock; under it the files are only written."""
+        os.mkdir(prep.resv)
+        prep.fds[TASK_FILE] = os.open(os.path.join(prep.resv, TASK_FILE),
+                                      os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+
+    def _close_reservation(self, prep: "_Prep", *, sync: bool = False) -> None:
+        fds, prep.fds = prep.fds, {}
+        for name, fd in fds.items():
+            if sync and name == TASK_FILE:
+                with contextlib.suppress(OSError):
+                    os.fsync(fd)
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def _run_steps(self, prep: "_Prep", first: "Task | Wait | _Retry | None") -> Task | Wait:
+        """Run selection steps under the lock until one gives a task or a wait (a step that lost
+        a race to another worker is given up and retried, as in the paper)."""
+        out = first
         try:
             for _attempt in range(20):
-                post: list[Callable[[], None]] = []
-                with self.locked():
-                    out = self._step(worker, rng, ctl, token, claimed, post)
-                for fn in post:
-                    with contextlib.suppress(OSError):
-                        fn()
+                if out is None:
+                    post: list[Callable[[], None]] = []
+                    with self.locked():
+                        out = self._step(prep, post)
+                    for fn in post:
+                        with contextlib.suppress(OSError):
+                            fn()
                 if isinstance(out, _Retry):
-                    claimed = out.claimed
-                    time.sleep(rng.random() * 0.002)
+                    prep.claimed = out.claimed
+                    out = None
+                    time.sleep(prep.rng.random() * 0.002)
                     continue
-                if claimed is not None and not (isinstance(out, Task) and out.child_id == claimed):
-                    self._unclaim(claimed)
+                if prep.claimed is not None and not (isinstance(out, Task) and out.child_id == prep.claimed):
+                    if isinstance(out, Wait) and out.done:
+                        self._unclaim(prep.claimed)
+                    else:  # pending work came first: the id serves the next step
+                        self._spare_claim = prep.claimed
+                    prep.claimed = None
                 if self.keep_stats:
-                    self.stats["next_task"].append(time.perf_counter() - t_start)
+                    self.stats["next_task"].append(time.perf_counter() - prep.t_start)
                 return out
-            if claimed is not None:
-                self._unclaim(claimed)
+            if prep.claimed is not None:
+                self._unclaim(prep.claimed)
+                prep.claimed = None
             return Wait("contention", False, 0.1, "too many concurrent changes; try again")
         finally:
-            if os.path.lexists(resv):
-                _rmtree_quiet(resv)
+            self._close_reservation(prep, sync=prep.used)
+            if os.path.lexists(prep.resv):
+                _rmtree_quiet(prep.resv)
 
-    def _step(self, worker: WorkerInfo, rng: random.Random, ctl: Control, token: str,
-              claimed: int | None, post: list) -> Task | Wait | _Retry:
-        events: list[dict] = []
+    def _step(self, prep: "_Prep", post: list, events: list | None = None) -> Task | Wait | _Retry:
+        """One step under the lock; its events are appended at the end (to ``events`` first,
+        when given: those of the same critical section, appended in one write)."""
+        events = [] if events is None else events
         try:
-            return self._step_inner(worker, rng, ctl, token, claimed, post, events)
+            return self._step_inner(prep, post, events)
         finally:
             if events:
                 self._append_events(events)
 
-    def _step_inner(self, worker: WorkerInfo, rng: random.Random, ctl: Control, token: str,
-                    claimed: int | None, post: list, events: list) -> Task | Wait | _Retry:
+    def _dir_count(self, d: str) -> int | None:
+        """Subdirectories of ``d`` from its link count, where that is known to be exact."""
+        if not self._nlink_ok:
+            return None
+        try:
+            n = os.stat(d).st_nlink - 2
+        except OSError:
+            return None
+        return n if n >= 0 else None
+
+    def _step_inner(self, prep: "_Prep", post: list, events: list) -> Task | Wait | _Retry:
+        worker, rng, ctl, token, claimed = prep.worker, prep.rng, prep.ctl, prep.token, prep.claimed
         st = self._state_snapshot if self._state_snapshot is not None else self.read_state()
-        pending = sorted(self._list_ids(self._pending))
-        inflight = self._list_inflight()
+        pending = sorted(self._list_ids(self._pending)) if self._dir_count(self._pending) != 0 else []
+        n_inflight = self._dir_count(self._inflight)
+        if n_inflight is None:
+            n_inflight = len(self._list_inflight())
         flops_hit = self._flops_budget(st)
         maxi = self.config.max_individuals
         poll = max(0.05, min(self.config.heartbeat_s, 5.0))
@@ -1796,17 +2028,16 @@ class Population:
             if task is not None:
                 return task
         if flops_hit:
-            return Wait("budget", not inflight, poll, flops_hit)
-        nid = self.read_next_id() if claimed is None else 0
-        if claimed is None:
-            hit = self._individuals_budget(nid)
-            if hit:
-                return Wait("budget", not inflight, poll, hit)
+            return Wait("budget", not n_inflight, poll, flops_hit)
+        nid = self.read_next_id() if claimed is None else claimed
+        hit = self._individuals_budget(nid)
+        if hit:
+            return Wait("budget", not n_inflight, poll, hit)
 
         # 2. one selection step
-        records = self._alive_records_locked(ctl)
+        records = self._alive_view(ctl)
         P = self.config.population_size
-        popn = len(records) + len(inflight) + len(pending)
+        popn = len(records) + n_inflight + len(pending)
         strategy = self.config.strategy
         if popn > P and len(records) >= 2:  # overshoot (possible without mutual exclusion)
             _, v = _strategies.select(strategy, records, rng, kill=True, sample_size=self.config.sample_size)
@@ -1816,7 +2047,7 @@ class Population:
         at_setpoint = popn >= P
         # every individual failed (say, all diverged) and nothing is under way: start again from a
         # seed individual rather than wait for parents that will never come
-        extinct = not records and not inflight and not pending and strategy != "random"
+        extinct = not records and not n_inflight and not pending and strategy != "random"
         if not records and not extinct and (strategy != "random" or at_setpoint):
             return Wait("empty", False, poll, "no living individual to select from yet")
         if at_setpoint and len(records) < 2 and strategy != "random":
@@ -1828,14 +2059,17 @@ class Population:
                                                 sample_size=self.config.sample_size)
         if strategy == "random":
             parent = None
-        cid = claimed if claimed is not None else self._claim_id(nid)
+        if claimed is None:
+            cid = prep.claimed = self._claim_id(nid)
+            self._write_next_id(cid + 1)
+        else:
+            cid = claimed
         hit = self._individuals_budget(cid)
         if hit:
-            self._write_next_id(cid + 1)
-            return Wait("budget", not inflight, poll, hit)
-        resv = os.path.join(self._tmp, f"resv-{token}")
-        if claimed is not None and not os.path.isdir(resv):
-            os.mkdir(resv)  # a retry after a given-up step
+            return Wait("budget", not n_inflight, poll, hit)
+        resv = prep.resv
+        if not prep.fds:  # a retry after a given-up step
+            self._make_reservation(prep)
         try:
             parent_dna = None
             parent_ckpt = None
@@ -1846,13 +2080,11 @@ class Population:
                     parent_dna = load_json(os.path.join(pdir, DNA_FILE))
                 except (FileNotFoundError, NotADirectoryError):
                     self._cache.pop(str(parent), None)
-                    _rmtree_quiet(resv)
-                    return _Retry(cid)  # the parent was killed under us: give up the step
+                    return self._give_up(prep)  # the parent was killed under us
                 except CorruptFileError as e:
                     _warn(str(e), CorruptFileWarning)
                     self._cache.pop(str(parent), None)
-                    _rmtree_quiet(resv)
-                    return _Retry(cid)
+                    return self._give_up(prep)
                 if self.config.inheritance == "paper":
                     src = os.path.join(pdir, CHECKPOINT_FILE)
                     try:
@@ -1860,8 +2092,7 @@ class Population:
                         inherit = True
                     except FileNotFoundError:
                         if not os.path.isdir(pdir):
-                            _rmtree_quiet(resv)
-                            return _Retry(cid)
+                            return self._give_up(prep)
                     except OSError:  # no hard links here: point at the parent's own file
                         if os.path.exists(src):
                             parent_ckpt = src
@@ -1873,21 +2104,20 @@ class Population:
                 "task_uid": token, "mutations": ctl.mutations_per_child, "dna": None,
                 "parent_dna": parent_dna, "parent_checkpoint": parent_ckpt,
                 "generation": ctl.reset_generation, "born_at": now, "attempts": 0, "failures": 0,
-                "victim_id": victim,
+                "victim_id": victim, "worker": worker.to_dict(),
             }
-            _write_new(os.path.join(resv, TASK_FILE), _dumps(tj))
+            _pwrite_all(prep.fds[TASK_FILE], _dumps(tj, indent=None))
+            # lease.json appears with the first heartbeat; until then the lease runs from the
+            # directory's change time (a rename sets it), and task.json names the worker
             lease = Lease(self, cid, token, worker)
-            lease._write(resv, new=True)
             if victim is not None:
                 if not self._kill(victim, cid, worker, "selection", events, post):
-                    _rmtree_quiet(resv)
-                    return _Retry(cid)
+                    return self._give_up(prep)
             os.rename(resv, lease.path)
-            self._durable(os.path.join(lease.path, TASK_FILE))
+            prep.used = True
         except BaseException:
-            _rmtree_quiet(resv)
+            self._give_up(prep)
             raise
-        self._write_next_id(cid + 1)
         events.append({"event": "start", "id": cid, "kind": kind, "parent": parent,
                        "mutations": ctl.mutations_per_child, "worker": worker.id, "lease": token})
         if inherit and parent_ckpt is None:
@@ -1897,6 +2127,12 @@ class Population:
                     parent_checkpoint=parent_ckpt, inherit=inherit,
                     steps=self.config.steps_per_child, generation=ctl.reset_generation,
                     born_at=now, victim_id=victim)
+
+    def _give_up(self, prep: "_Prep") -> _Retry:
+        """Give up this step (a race lost to another worker): drop the reservation, keep the id."""
+        self._close_reservation(prep)
+        _rmtree_quiet(prep.resv)
+        return _Retry(prep.claimed)
 
     def _kill(self, v: int, by: int | None, worker: WorkerInfo, cause: str, events: list,
               post: list) -> bool:
@@ -2030,7 +2266,8 @@ class Population:
         return rec
 
     def commit(self, task: Task, dna: dict, fitness: dict | float,
-               checkpoint: str | os.PathLike | Callable[[str], Any] | None = None) -> CommitResult:
+               checkpoint: str | os.PathLike | Callable[[str], Any] | None = None, *,
+               next_for: WorkerInfo | None = None, rng: random.Random | None = None) -> CommitResult:
         """Commit a trained child: its DNA, fitness record and (optionally) model checkpoint.
 
         ``fitness`` is the fitness record (at least ``fitness``; also ``steps_trained``,
@@ -2038,31 +2275,50 @@ class Population:
         store adds ids, times, worker and Slurm ids, DNA hash and generation.  ``checkpoint`` is
         a callable ``write(path)`` or the path of a file to move in.  With ``outcome`` other
         than ``"ok"`` the individual goes straight to ``dead/``.
+
+        ``next_for``: also take the next unit of work for this worker, in the same critical
+        section as the commit (one lock acquisition per child instead of two); it is returned
+        as ``result.next`` (a :class:`Task` or a :class:`Wait`, as from :meth:`next_task`).
         """
         t0 = time.perf_counter()
         d = task.lease.path
         rec = self._fitness_record(task, dna, fitness)
         try:
             if not os.path.isdir(d):
-                return self._lost(task)
-            old = load_json_or_none(os.path.join(d, FITNESS_FILE), warn=False)
-            if old is not None and old.get("task_uid") != task.task_uid:
-                gen = old.get("generation", 0)
-                os.rename(os.path.join(d, FITNESS_FILE), os.path.join(d, f"fitness.g{gen}.json"))
-                ck = os.path.join(d, CHECKPOINT_FILE)
-                if os.path.exists(ck):
-                    if self.config.keep_checkpoints == "all":
-                        os.rename(ck, os.path.join(d, f"checkpoint.g{gen}.pt"))
-                    else:
-                        os.unlink(ck)
-            atomic_write_json(os.path.join(d, DNA_FILE), dna)
+                return self._with_next(self._lost(task), next_for, rng)
+            if task.base_kind == "retrain" or task.attempt:
+                old = load_json_or_none(os.path.join(d, FITNESS_FILE), warn=False)
+                if old is not None and old.get("task_uid") != task.task_uid:
+                    gen = old.get("generation", 0)
+                    os.rename(os.path.join(d, FITNESS_FILE), os.path.join(d, f"fitness.g{gen}.json"))
+                    ck = os.path.join(d, CHECKPOINT_FILE)
+                    if os.path.exists(ck):
+                        if self.config.keep_checkpoints == "all":
+                            os.rename(ck, os.path.join(d, f"checkpoint.g{gen}.pt"))
+                        else:
+                            os.unlink(ck)
+            # The directory is private to this lease until it is renamed into alive/, and
+            # fitness.json -- the completion marker, written last -- is valid JSON only once
+            # complete, so new files are written in place; existing ones (a resumed attempt's)
+            # are replaced atomically.  Each is fsynced before the directory is.
+            data = _dumps(dna, indent=None)
+            dpath = os.path.join(d, DNA_FILE)
+            if task.lease._dna_saved != data:  # (save_dna fsynced what it wrote)
+                _write_durable(dpath, data)
             if checkpoint is not None:
-                _place_file(checkpoint, os.path.join(d, CHECKPOINT_FILE))
-            atomic_write_json(os.path.join(d, FITNESS_FILE), rec)  # the completion marker
+                cpath = os.path.join(d, CHECKPOINT_FILE)
+                if callable(checkpoint) and not os.path.lexists(cpath):
+                    checkpoint(cpath)
+                    if not os.path.exists(cpath):
+                        raise StoreError(f"the checkpoint writer did not create {cpath}")
+                    _fsync_file(cpath)
+                else:
+                    _place_file(checkpoint, cpath)
+            _write_durable(os.path.join(d, FITNESS_FILE), _dumps(rec, indent=None))
             _fsync_dir(d)
         except (FileNotFoundError, NotADirectoryError):
             if not os.path.isdir(d):
-                return self._lost(task)
+                return self._with_next(self._lost(task), next_for, rng)
             raise
         except OSError as e:
             if e.errno in (errno.ENOSPC, errno.EDQUOT):
@@ -2078,16 +2334,20 @@ class Population:
         task.lease._close()
         for name in (PARENT_CHECKPOINT_FILE, RESUME_FILE, TASK_FILE, LEASE_FILE):
             _unlink_quiet(os.path.join(d, name))
-        for name in _listdir_quiet(d):  # temporaries of writers killed earlier
-            if _is_tmp_name(name):
-                _unlink_quiet(os.path.join(d, name))
+        if task.attempt:  # temporaries of writers killed in an earlier attempt
+            for name in _listdir_quiet(d):
+                if _is_tmp_name(name):
+                    _unlink_quiet(os.path.join(d, name))
+        prep = self._prepare(next_for, rng or self._rng) if next_for is not None else None
         post: list[Callable[[], None]] = []
-        self._precreate_state_tmp()
-        try:
-            with self.locked():
+        nxt: Task | Wait | _Retry | None = None
+        with self.locked():
+            if isinstance(prep, _Prep):
+                events: list[dict] = []
+                res = self._finalize(task.child_id, d, rec, task.lease.worker, "commit", post, events)
+                nxt = self._step(prep, post, events)
+            else:
                 res = self._finalize(task.child_id, d, rec, task.lease.worker, "commit", post)
-        finally:
-            self._discard_state_tmp()
         for fn in post:
             with contextlib.suppress(OSError):
                 fn()
@@ -2095,7 +2355,18 @@ class Population:
             res = self._lost(task)
         if self.keep_stats:
             self.stats["commit"].append(time.perf_counter() - t0)
+        if isinstance(prep, _Prep):
+            prep.t_start = time.perf_counter()
+            return dataclasses.replace(res, next=self._run_steps(prep, nxt))
+        if prep is not None:
+            return dataclasses.replace(res, next=prep)
         return res
+
+    def _with_next(self, res: CommitResult, next_for: WorkerInfo | None,
+                   rng: random.Random | None) -> CommitResult:
+        if next_for is None:
+            return res
+        return dataclasses.replace(res, next=self.next_task(next_for, rng))
 
     def _lost(self, task: Task) -> CommitResult:
         for p in (self.alive_path(task.child_id), self.dead_path(task.child_id)):
@@ -2106,7 +2377,7 @@ class Population:
         return CommitResult("lease_lost", task.child_id, None)
 
     def _finalize(self, cid: int, d: str, rec: dict, worker: WorkerInfo, via: str,
-                  post: list) -> CommitResult:
+                  post: list, sink: list | None = None) -> CommitResult:
         """Under the lock: rename a completed in-flight directory into alive/ (or dead/)."""
         ok = rec.get("outcome") == "ok" and _num(rec.get("fitness"))
         if ok:
@@ -2157,9 +2428,12 @@ class Population:
         if not ok:
             events.append({"event": "death", "id": cid, "fitness": None, "by": None,
                            "cause": "failed", "outcome": rec.get("outcome"), "worker": worker.id})
-        self._append_events(events)
-        if ok:
-            self._cache.pop(str(cid), None)
+        if sink is None:
+            self._append_events(events)
+        else:  # appended by the caller, with the events of the rest of its critical section
+            sink.extend(events)
+        if ok:  # selectable from now on (its birth event, read later, says the same)
+            self._cache[str(cid)] = Record(cid, float(rec["fitness"]), cid)
 
         def after() -> None:
             if not ok:
@@ -2254,10 +2528,10 @@ class Population:
 
     def _recover_one(self, cid: int, tok: str, d: str, overdue: float, post: list) -> bool:
         lease = load_json_or_none(os.path.join(d, LEASE_FILE), warn=False) or {}
-        owner = (lease.get("worker") or {}).get("id")
         me = WorkerInfo.from_env(id="recovery")
         has_task = os.path.exists(os.path.join(d, TASK_FILE))
         tj = load_json_or_none(os.path.join(d, TASK_FILE)) or {}
+        owner = (lease.get("worker") or tj.get("worker") or {}).get("id")
         rec = load_json_or_none(os.path.join(d, FITNESS_FILE))
         # complete: a valid fitness.json of this unit of work (task.json gone means the commit
         # had removed it after writing fitness.json)
@@ -2270,6 +2544,9 @@ class Population:
                                       "from_worker": owner, "overdue_s": overdue}])
             return res.status == "committed"
         failures = int(tj.get("failures", 0)) + 1
+        torn = has_task and not tj  # the work order itself is torn (a crash of the machine)
+        if torn:
+            failures = max(failures, self.config.max_attempts)  # it cannot be resumed
         if failures >= self.config.max_attempts:
             tj["failures"] = failures
             dna = load_json_or_none(os.path.join(d, DNA_FILE)) or tj.get("dna") or {}
@@ -2280,7 +2557,8 @@ class Population:
                              attempt=int(tj.get("attempts", 0)), born_at=float(tj.get("born_at", 0.0)))
             arec = self._fitness_record(fake_task, dna, {
                 "fitness": None, "outcome": "abandoned",
-                "reason": f"worker died {failures} times training it (max_attempts)"})
+                "reason": (f"its task.json ({os.path.join(d, TASK_FILE)}) is torn; it cannot be resumed"
+                           if torn else f"worker died {failures} times training it (max_attempts)")})
             try:
                 atomic_write_json(os.path.join(d, FITNESS_FILE), arec)
                 if not os.path.exists(os.path.join(d, DNA_FILE)):
@@ -2408,7 +2686,7 @@ class Population:
             lease = load_json_or_none(os.path.join(d, LEASE_FILE), warn=False) or {}
             tj = load_json_or_none(os.path.join(d, TASK_FILE), warn=False) or {}
             exp = self._lease_expiry(tok, d)
-            w = lease.get("worker") or {}
+            w = lease.get("worker") or tj.get("worker") or {}
             out.append({
                 "id": cid, "token": tok, "path": d, "kind": tj.get("kind"), "parent_id": tj.get("parent_id"),
                 "attempt": tj.get("attempts", 0), "worker": w.get("id"), "host": w.get("host"),

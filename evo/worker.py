@@ -31,7 +31,7 @@ from .dna import DNA, seed_dna
 from .flops import count_flops
 from .model import build_model, inherit_weights
 from .mutations import IDENTITY, RESET_WEIGHTS, MutationConfig, mutate, resets_weights
-from .store import LeaseLost, Population, Task, WorkerInfo
+from .store import LeaseLost, Population, Task, Wait, WorkerInfo
 from .train import StateError, TrainConfig, TrainResult, load_state, save_state, train
 
 __all__ = ["EXIT_DONE", "EXIT_ERROR", "EXIT_INTERRUPTED", "Worker", "random_dna", "run_worker"]
@@ -111,6 +111,7 @@ class Worker:
         self.mutation_config = MutationConfig.from_dict(self.config.train.get("mutations"))
         self._dataset: Dataset | None = None
         self.children = 0
+        self._next: Task | Wait | None = None  # taken together with the last commit
 
     # ----------------------------------------------------------------------------- signals
     def install_signal_handlers(self) -> None:
@@ -260,7 +261,12 @@ class Worker:
             "overhead_s": {"prepare": t_ready - t0},
         }
         weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        out = self.pop.commit(task, dna.to_dict(), _finite(record), checkpoint=lambda path: torch.save(weights, path))
+        # the next unit of work is taken in the same critical section as this commit
+        more = not self.should_stop() and (self.max_children is None or self.children + 1 < self.max_children)
+        out = self.pop.commit(task, dna.to_dict(), _finite(record),
+                              checkpoint=lambda path: torch.save(weights, path),
+                              next_for=self.me if more else None, rng=self.rng)
+        self._next = out.next
         self.children += 1
         if not out:
             self.progress(f"child {task.child_id}: not committed ({out.status})")
@@ -271,16 +277,29 @@ class Worker:
         return "committed"
 
     # ----------------------------------------------------------------------------- the loop
+    def _hand_back_next(self, reason: str) -> None:
+        """Release a task taken with the last commit that this worker will not train."""
+        nxt, self._next = self._next, None
+        if isinstance(nxt, Task):
+            try:
+                self.pop.release(nxt, reason=reason)
+            except Exception as exc:  # noqa: BLE001 - its lease expires and it is recovered
+                self.progress(f"child {nxt.child_id}: could not hand it back ({exc})")
+
     def run(self) -> int:
         """Work until the experiment ends (0), an interruption (3), or an error (1)."""
         self.progress(f"worker {self.me.id} on {self.device} for {self.pop.root}")
         while True:
             if self.should_stop():
+                self._hand_back_next(f"interrupted: {self.interrupt_reason}")
                 self.progress(f"stopping: {self.interrupt_reason}")
                 return EXIT_INTERRUPTED
             if self.max_children is not None and self.children >= self.max_children:
+                self._hand_back_next("worker done")
                 return EXIT_DONE
-            task = self.pop.next_task(self.me, self.rng)
+            task, self._next = self._next, None
+            if task is None:
+                task = self.pop.next_task(self.me, self.rng)
             if not task:
                 if task.done:
                     self.progress(f"nothing more to do: {task.reason} {task.message}".rstrip())
@@ -298,6 +317,7 @@ class Worker:
                     self.pop.release(task, reason="worker error")
                 except Exception:  # noqa: BLE001 - the original error matters more
                     pass
+                self._hand_back_next("worker error")
                 raise
             if status == "interrupted":
                 return EXIT_INTERRUPTED

@@ -341,6 +341,11 @@ def test_seed_then_selection_kills_at_selection_time(tmp_path):
     assert os.path.isdir(dead) and not os.path.exists(pop.alive_path(task.victim_id))
     assert set(os.listdir(dead)) == {"dna.json", "fitness.json", "death.json"}
     assert jload(os.path.join(dead, "death.json"))["killed_by"] == task.child_id
+    # the lease file appears with the first heartbeat; until then task.json names the worker
+    assert not os.path.exists(os.path.join(task.lease.path, "lease.json"))
+    assert jload(os.path.join(task.lease.path, "task.json"))["worker"]["id"] == "me"
+    assert [x["worker"] for x in pop.leases()] == ["me"] and not pop.leases()[0]["expired"]
+    task.lease.heartbeat()
     lease = jload(os.path.join(task.lease.path, "lease.json"))
     assert lease["worker"]["id"] == "me" and lease["expires_at"] > time.time()
     res = pop.commit(task, {"child": 1}, {"fitness": 0.5, "flops": 7.0, "params": 3, "steps_trained": 9,
@@ -946,3 +951,146 @@ def test_reading_api(tmp_path):
     dead = [i for i in inds if i.status == "dead"]
     assert dead[0].death["cause"] == "selection" and dead[0].checkpoint is None
     assert pop.individual(dead[0].id).status == "dead" and pop.individual(10 ** 6) is None
+
+
+# ------------------------------------------------------------------------------------------
+# the lean step: alive view from the event log, commit + next step, id claims, state in place
+# ------------------------------------------------------------------------------------------
+
+
+def selectable(pop):
+    return sorted(r.id for r in pop._alive_view(pop.read_control()))
+
+
+def test_alive_view_follows_other_workers_through_the_event_log(tmp_path):
+    a = make(tmp_path, population_size=8)
+    me, rng = WorkerInfo.from_env(id="a"), random.Random(3)
+    fill(a, me, rng)
+    b = Population.open(a.root)
+    assert b._trust_nlink  # a local file system: link counts are used
+    assert selectable(b) == list(range(1, 9))
+    assert b._nlink_ok and b._ev_offset is not None
+    # another worker's steps reach b through the events only (no listing of alive/)
+    for _ in range(5):
+        train_one(a, me, rng)
+    listed = []
+    orig = b._alive_records
+    b._alive_records = lambda ctl: listed.append(1) or orig(ctl)
+    alive = sorted(int(n) for n in os.listdir(os.path.join(a.root, "alive")))
+    assert selectable(b) == alive and not listed
+    # a change that no event tells of (an append lost, lock none...): the link count disagrees
+    # and the view is rebuilt from a listing
+    os.makedirs(os.path.dirname(a.dead_path(alive[0])), exist_ok=True)
+    os.rename(a.alive_path(alive[0]), a.dead_path(alive[0]))
+    assert selectable(b) == alive[1:] and listed
+    # a replaced (or shortened) event log: rebuilt from a listing as well
+    os.rename(a._events, a._events + ".old")
+    put(a._events, "")
+    listed.clear()
+    assert selectable(b) == alive[1:] and listed
+
+
+def test_alive_view_without_trusted_link_counts_lists_every_step(tmp_path):
+    pop = make(tmp_path, population_size=5)
+    me, rng = WorkerInfo.from_env(id="a"), random.Random(4)
+    fill(pop, me, rng)
+    pop._trust_nlink = pop._nlink_ok = False  # as on NFS
+    listed = []
+    orig = pop._alive_records
+    pop._alive_records = lambda ctl: listed.append(1) or orig(ctl)
+    for _ in range(3):
+        task, res = train_one(pop, me, rng)
+        assert res.status == "committed"
+    assert len(listed) >= 3 and not pop._nlink_ok
+    assert selectable(pop) == sorted(int(n) for n in os.listdir(os.path.join(pop.root, "alive")))
+
+
+def test_commit_takes_the_next_task_in_the_same_critical_section(tmp_path):
+    pop = make(tmp_path, population_size=4)
+    pop.keep_stats = True
+    me, rng = WorkerInfo.from_env(id="me"), random.Random(5)
+    task = pop.next_task(me, rng)
+    n = 0
+    while task and n < 12:
+        pop.stats["lock_held"].clear()
+        res = pop.commit(task, task.dna or {"n": task.child_id}, {"fitness": rng.random()},
+                         checkpoint=writer(b"w"), next_for=me, rng=rng)
+        assert res.status == "committed"
+        assert len(pop.stats["lock_held"]) == 1  # commit and next selection: one lock
+        assert isinstance(res.next, store.Task) and res.next.child_id != task.child_id
+        task = res.next
+        n += 1
+    assert task.kind == "child"
+    events = [e["event"] for e in read_events(pop.root)]
+    assert events.count("birth") == 12 and events.count("start") == 13
+    pop.stop()
+    res = pop.commit(task, {"n": 1}, {"fitness": 0.5}, checkpoint=writer(b"w"), next_for=me, rng=rng)
+    assert res.status == "committed" and not res.next and res.next.done
+    assert fsck(pop.root).clean
+
+
+def test_worker_hands_back_a_task_taken_with_its_last_commit(tmp_path):
+    pytest.importorskip("torch")
+    from evo.worker import Worker
+
+    pop = make(tmp_path, population_size=2)
+    w = Worker(pop.root, worker_id="w")
+    me, rng = WorkerInfo.from_env(id="w"), random.Random(6)
+    task = pop.next_task(me, rng)
+    res = pop.commit(task, {"n": 1}, {"fitness": 0.5}, checkpoint=writer(b"w"), next_for=me, rng=rng)
+    w._next = res.next
+    w.interrupt.set()
+    w.interrupt_reason = "SIGTERM"
+    assert w.run() == 3
+    assert os.path.isdir(os.path.join(pop.root, "pending", str(res.next.child_id)))
+    assert not os.listdir(os.path.join(pop.root, "inflight"))
+    rel = [e for e in read_events(pop.root) if e["event"] == "release"]
+    assert rel and rel[-1]["id"] == res.next.child_id
+
+
+def test_id_claims_are_hard_links_or_files(tmp_path, monkeypatch):
+    pop = make(tmp_path, population_size=3)
+    me, rng = WorkerInfo.from_env(id="me"), random.Random(7)
+    fill(pop, me, rng)
+    task, _ = train_one(pop, me, rng)
+    claim = os.path.join(pop.root, "ids", "0", str(task.child_id))
+    assert os.path.samefile(claim, os.path.join(pop.root, "ids", "0", ".claim"))
+    assert not pop._try_claim(task.child_id)  # taken
+    # a file system that refuses hard links: claims become empty files
+    real_link = os.link
+
+    def no_links(src, dst, *a, **k):
+        raise OSError(errno.EPERM, "hard links refused", dst)
+
+    monkeypatch.setattr(store.os, "link", no_links)
+    pop._link_claims = True
+    task2, _ = train_one(pop, me, rng)
+    monkeypatch.setattr(store.os, "link", real_link)
+    assert task2.child_id > task.child_id and not pop._link_claims
+    claim2 = os.path.join(pop.root, "ids", "0", str(task2.child_id))
+    assert os.path.isfile(claim2) and os.stat(claim2).st_nlink == 1
+    assert fsck(pop.root).clean
+
+
+def test_state_is_rewritten_in_place_and_never_torn_by_shrinking(tmp_path):
+    pop = make(tmp_path, population_size=3)
+    big = {"trained": 7, "flops": 1.0, "top": [[0.5, i] for i in range(50)]}
+    pop._write_state(big)
+    ino = os.stat(pop._state_path).st_ino
+    pop._write_state({"trained": 8, "flops": 2.0, "top": []})
+    assert os.stat(pop._state_path).st_ino == ino  # in place: no new file
+    st = pop.read_state()
+    assert st["trained"] == 8 and st["top"] == []
+
+
+def test_torn_task_of_an_expired_child_is_abandoned_not_resumed(tmp_path):
+    pop = make(tmp_path, population_size=3, lease_ttl_s=0.2, heartbeat_s=0.05)
+    me, rng = WorkerInfo.from_env(id="me"), random.Random(8)
+    task = pop.next_task(me, rng)
+    put(os.path.join(task.lease.path, "task.json"), "")  # never reached the disk
+    time.sleep(0.3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert pop.recover_expired() == [task.child_id]
+    rec = jload(os.path.join(pop.dead_path(task.child_id), "fitness.json"))
+    assert rec["outcome"] == "abandoned" and "task.json" in rec["reason"]

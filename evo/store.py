@@ -2341,13 +2341,21 @@ class Population:
         prep = self._prepare(next_for, rng or self._rng) if next_for is not None else None
         post: list[Callable[[], None]] = []
         nxt: Task | Wait | _Retry | None = None
-        with self.locked():
-            if isinstance(prep, _Prep):
-                events: list[dict] = []
-                res = self._finalize(task.child_id, d, rec, task.lease.worker, "commit", post, events)
-                nxt = self._step(prep, post, events)
-            else:
-                res = self._finalize(task.child_id, d, rec, task.lease.worker, "commit", post)
+        try:
+            with self.locked():
+                if isinstance(prep, _Prep):
+                    events: list[dict] = []
+                    res = self._finalize(task.child_id, d, rec, task.lease.worker, "commit", post, events)
+                    nxt = self._step(prep, post, events)
+                else:
+                    res = self._finalize(task.child_id, d, rec, task.lease.worker, "commit", post)
+        except BaseException:
+            if isinstance(prep, _Prep):  # the next step's reservation and id are not needed
+                self._close_reservation(prep)
+                _rmtree_quiet(prep.resv)
+                if prep.claimed is not None:
+                    self._unclaim(prep.claimed)
+            raise
         for fn in post:
             with contextlib.suppress(OSError):
                 fn()

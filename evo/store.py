@@ -319,22 +319,10 @@ def _fsync_file(path: str) -> None:
         os.close(fd)
 
 
-def _precreate(path: str) -> str:
-    """Create an empty temporary file now (outside the lock) for a later ``atomic_write_bytes``
-    (``tmp=``) or ``_write_new``: creating a file is the costly part of writing a small one."""
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
-    return path
-
-
-def atomic_write_bytes(path: str, data: bytes, *, fsync: bool = True, fsync_dir: bool = False,
-                       tmp: str | None = None) -> None:
-    """Write ``data`` to a temporary name in the same directory, fsync, rename into place.
-    ``tmp``: a temporary file made by ``_precreate`` to use (and consume) instead of a new one."""
-    if tmp is None:
-        tmp = _tmp_path(path)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    else:
-        fd = os.open(tmp, os.O_WRONLY | os.O_TRUNC)
+def atomic_write_bytes(path: str, data: bytes, *, fsync: bool = True, fsync_dir: bool = False) -> None:
+    """Write ``data`` to a temporary name in the same directory, fsync, rename into place."""
+    tmp = _tmp_path(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         try:
             view = memoryview(data)
@@ -352,19 +340,6 @@ def atomic_write_bytes(path: str, data: bytes, *, fsync: bool = True, fsync_dir:
         raise
     if fsync_dir:
         _fsync_dir(os.path.dirname(path) or ".")
-
-
-def _write_new(path: str, data: bytes) -> None:
-    """Write a file that nobody can see yet (inside a private directory): no temp + rename.
-    It may exist already, empty, made by ``_precreate`` before the lock was taken."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
-    finally:
-        os.close(fd)
 
 
 def _pwrite_all(fd: int, data: bytes) -> None:
@@ -1119,13 +1094,9 @@ class Lease:
             "ttl_s": self.ttl,
         }
 
-    def _write(self, directory: str | None = None, *, fsync: bool = False, new: bool = False) -> None:
+    def _write(self) -> None:
         now = time.time()
-        path = os.path.join(directory or self.path, LEASE_FILE)
-        if new:
-            _write_new(path, _dumps(self._record(now), indent=None))
-        else:
-            atomic_write_json(path, self._record(now), fsync=fsync)
+        atomic_write_json(os.path.join(self.path, LEASE_FILE), self._record(now), fsync=False)
         self.heartbeat_at = now
 
     def _close(self) -> None:
@@ -1378,7 +1349,6 @@ class Population:
         else:
             self._lock = _NullLock()
         self._lock_depth = 0
-        self._deferred_fsync: list[str] = []
         self._state_snapshot: dict | None = None
         self._scan_entries = 0
         self._ev_offset: tuple[int, int] | None = None
@@ -1531,25 +1501,6 @@ class Population:
                 self.stats["lock_wait"].append(t1 - t0)
                 self.stats["lock_held"].append(t2 - t1)
                 self.stats["lock_at"].append(t1)  # system-wide clock: merged across processes
-            self._flush_deferred()
-
-    def _durable(self, path: str) -> None:
-        """fsync ``path`` now, or right after the lock is released when it is held.
-
-        Inside the lock files are written and closed (close flushes to the server on NFS, which
-        is what other clients need); the fsync, which only matters for a machine crash, is kept
-        out of the critical section."""
-        if self._lock_depth:
-            self._deferred_fsync.append(path)
-        else:
-            with contextlib.suppress(OSError):
-                _fsync_file(path)
-
-    def _flush_deferred(self) -> None:
-        paths, self._deferred_fsync = self._deferred_fsync, []
-        for p in dict.fromkeys(paths):
-            with contextlib.suppress(OSError):
-                _fsync_file(p)
 
     # ---------------------------------------------------------------------- small files
     def read_control(self) -> Control:

@@ -12,9 +12,11 @@ A second part measures the per-child overhead of the store calls in one unconten
 with a realistic checkpoint (--checkpoint-mb, default 20 MB ~ 5M float32 parameters), fsync
 included.
 
-Also reported: CPU time per step (all processes), and the lock's timeline merged over the
-processes: the fraction of the run during which it was held, and the hand-off gap (the lock
-idle between a release and the next acquisition while someone was waiting).
+Also reported: CPU time per step (all processes), cores busy (steps/s x CPU per step: how much
+of the machine a system used; one that uses all of it is bound by CPU, not by its lock), and the
+lock's timeline merged over the processes: the fraction of the run during which it was held,
+and the hand-off gap (the lock idle between a release and the next acquisition while someone
+was waiting).
 
 Usage:
     python benchmarks/coordination.py [--procs 4 8 32] [--seconds 8] [--dir /path/on/the/fs/to/test]
@@ -22,6 +24,12 @@ Usage:
 
 The table is printed and written to docs/benchmarks.md under "## Coordination" (the other
 sections of that file are kept).
+
+Freed inodes: on ext4 without a journal, allocating an inode skips every inode of its block group
+freed in the last ~30 s, so each file deleted makes the next creations in that group slower for
+half a minute. The set-up therefore frees no inode before a measurement (a seed's task.json
+becomes its fitness.json), and the populations are only removed at the very end: removing one
+between runs would slow the file creations of the run after it, evo's or Optuna's.
 """
 
 from __future__ import annotations
@@ -65,11 +73,12 @@ def build_population(root: str, P: int, dead: int, lock: str) -> Population:
                "task_uid": f"s{i}", "generation": 0}
         with open(os.path.join(d, "dna.json"), "w") as f:
             json.dump(dna, f)
-        with open(os.path.join(d, "fitness.json"), "w") as f:
-            json.dump(rec, f)
         with open(os.path.join(d, "checkpoint.pt"), "wb") as f:
             f.write(b"\0" * 1024)
-        os.unlink(os.path.join(d, "task.json"))
+        # task.json becomes fitness.json: the build frees no inode (see "Freed inodes" above)
+        with open(os.path.join(d, "task.json"), "w") as f:
+            json.dump(rec, f)
+        os.rename(os.path.join(d, "task.json"), os.path.join(d, "fitness.json"))
         os.rename(d, os.path.join(root, "alive", str(i)))
     # dead history: hard links to two template files (cheap), ids above the living
     tdir = os.path.join(root, "tmp", "template")
@@ -132,6 +141,7 @@ def evo_worker(root, seconds, seed, start_at, out_q):
             time.sleep(0.001)
             continue
         dna = task.dna or task.parent_dna
+        task.lease.save_dna(dna, ["IDENTITY"])  # as evo/worker.py does once the child is mutated
         # as evo/worker.py does: the next task is taken in the commit's critical section
         more = time.time() < end
         res = pop.commit(task, dna, {"fitness": rng.random(), "flops": 1.0, "steps_trained": 0},
@@ -317,8 +327,23 @@ def machine(workdir):
     import filelock
 
     return (f"{socket.gethostname()}: {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-            f"filelock {filelock.__version__}, population on {fstype} ({mnt}); "
-            f"load average at start {os.getloadavg()[0]:.1f}")
+            f"filelock {filelock.__version__}, population on {fstype}{ext4_journal(mnt) if fstype == 'ext4' else ''} "
+            f"({mnt}); load average at start {os.getloadavg()[0]:.1f}")
+
+
+def ext4_journal(mnt):
+    """' with a journal' / ' without a journal' for an ext4 mount (from /proc/fs/jbd2), or ''."""
+    try:
+        with open("/proc/mounts") as f:
+            dev = next((line.split()[0] for line in f if line.split()[1:2] == [mnt]), None)
+        if not dev or not os.path.isdir("/proc/fs/ext4"):
+            return ""
+        dev = os.path.basename(os.path.realpath(dev)) if dev.startswith("/dev/") else os.path.basename(dev)
+        journaled = any(name.startswith(dev + "-") for name in os.listdir("/proc/fs/jbd2")) \
+            if os.path.isdir("/proc/fs/jbd2") else False
+        return " with a journal" if journaled else " without a journal"
+    except OSError:
+        return ""
 
 
 def write_docs(section: str) -> None:
@@ -391,7 +416,7 @@ def main(argv=None):
                           f"running {procs} processes for {a.seconds:g} s (round {rnd + 1}/{rounds})", flush=True)
                     evo_runs.append(run_evo(root, procs, a.seconds))
                     loads.append(os.getloadavg()[0])
-                    shutil.rmtree(root, ignore_errors=True)
+                    # not removed until the end (see "Freed inodes" above)
                     print(f"  evo: {evo_runs[-1]['steps_per_s']:.0f} steps/s", flush=True)
                     if k == 0 and not a.no_optuna:  # the reference right after each main evo run
                         opt = run_optuna(os.path.join(workdir, f"optuna-{procs}-{rnd}"), procs, a.seconds)
@@ -443,7 +468,9 @@ def main(argv=None):
             results["overhead"] = {k: (v if not isinstance(v, list) else
                                        {"median": statistics.median(v), "max": max(v)}) for k, v in oh.items()}
     finally:
+        t0 = time.time()
         shutil.rmtree(workdir, ignore_errors=True)
+        print(f"removed the populations in {time.time() - t0:.1f} s", flush=True)
     results["load_average"] = [min(loads), max(loads)]
 
     def pair(lo, hi):
@@ -469,9 +496,9 @@ def main(argv=None):
         "round, 'vs Optuna' the median of the rounds' ratios; the other rows ran once.",
         "",
         "| processes | system | dead individuals | steps/s (all processes) | vs Optuna | CPU ms/step "
-        "| lock busy | hand-off gap median (ms) | lock held median / p99 (ms) "
+        "| cores busy | lock busy | hand-off gap median (ms) | lock held median / p99 (ms) "
         "| next_task median / p99 (ms) | commit median / p99 (ms) |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         nxt = pair(r["next_med"], r["next_p99"])
@@ -482,7 +509,8 @@ def main(argv=None):
         busy = "-" if r["busy"] is None else f"{100 * r['busy']:.0f}%"
         gap = "-" if r["gap_med"] is None else ms(r["gap_med"])
         lines.append(f"| {r['procs']} | {r['system']} | {dead} | {r['steps_per_s']:.0f} | {vs} "
-                     f"| {1e3 * r['cpu_per_step']:.2f} | {busy} | {gap} | {pair(r['held_med'], r['held_p99'])} "
+                     f"| {1e3 * r['cpu_per_step']:.2f} | {r['steps_per_s'] * r['cpu_per_step']:.2f} "
+                     f"| {busy} | {gap} | {pair(r['held_med'], r['held_p99'])} "
                      f"| {nxt} | {pair(r['commit_med'], r['commit_p99'])} |")
     if "overhead" in results:
         o = results["overhead"]

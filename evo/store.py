@@ -31,8 +31,9 @@ Correctness does not rest on the lock.  Every state change is one atomic ``renam
   marker) into its in-flight directory, fsyncs them and the directory, then renames the whole
   directory to ``alive/<id>`` (or ``dead/...`` if training failed); a rename onto an existing
   individual fails, so a completed child is never overwritten and never lost;
-* new ids are claimed by creating ``ids/<shard>/<id>`` with O_EXCL, so they stay unique even
-  when the counter in state.json was updated without mutual exclusion.
+* new ids are claimed by creating ``ids/<shard>/<id>`` (a hard link to ``ids/<shard>/.claim``,
+  or a file created with O_EXCL where links are refused), so they stay unique even when the
+  ``next_id`` hint was updated without mutual exclusion.
 
 The lock (flock, waited for in the kernel; or a soft lock with owner token, heartbeat and
 time-to-live; or none) only keeps the critical section serial so that races are rare and
@@ -342,6 +343,29 @@ def atomic_write_bytes(path: str, data: bytes, *, fsync: bool = True, fsync_dir:
         _fsync_dir(os.path.dirname(path) or ".")
 
 
+def atomic_write_files(files: dict[str, bytes]) -> None:
+    """Replace several files atomically, each as :func:`atomic_write_bytes` does; all are
+    written before any is fsynced, so that a journaling file system commits them in one go."""
+    tmps: list[tuple[str, str]] = []
+    try:
+        for path, data in files.items():
+            tmp = _tmp_path(path)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            tmps.append((tmp, path))
+            try:
+                _pwrite_all(fd, data)
+            finally:
+                os.close(fd)
+        for tmp, _ in tmps:
+            _fsync_file(tmp)
+        for tmp, path in tmps:
+            os.replace(tmp, path)
+    except BaseException:
+        for tmp, _ in tmps:
+            _unlink_quiet(tmp)
+        raise
+
+
 def _pwrite_all(fd: int, data: bytes) -> None:
     """Write ``data`` at the start of the (empty, freshly created) file ``fd``."""
     view = memoryview(data)
@@ -350,22 +374,23 @@ def _pwrite_all(fd: int, data: bytes) -> None:
         off += os.pwrite(fd, view[off:], off)
 
 
-def _write_durable(path: str, data: bytes) -> None:
+def _write_new(path: str, data: bytes) -> bool:
     """Write a file in a directory that nobody else writes to: in place if it is new (no
-    temporary, no rename), atomically replaced if it exists; fsynced either way."""
+    temporary, no rename; True: the caller fsyncs it), else replaced atomically and fsynced
+    (False)."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
         atomic_write_bytes(path, data)
-        return
+        return False
     try:
         _pwrite_all(fd, data)
-        os.fsync(fd)
     except BaseException:
         os.close(fd)
         _unlink_quiet(path)
         raise
     os.close(fd)
+    return True
 
 
 def _dumps(obj: Any, indent: int | None = 1) -> bytes:
@@ -1165,13 +1190,14 @@ class Lease:
         child.  Raises :class:`LeaseLost` if the lease is gone."""
         try:
             data = _dumps(dna, indent=None)
-            atomic_write_bytes(os.path.join(self.path, DNA_FILE), data)
-            self._dna_saved = data
+            files = {os.path.join(self.path, DNA_FILE): data}
             if mutations is not None:
                 tpath = os.path.join(self.path, TASK_FILE)
                 tj = load_json_or_none(tpath) or {}
                 tj["mutations_applied"] = list(mutations)
-                atomic_write_json(tpath, tj)
+                files[tpath] = _dumps(tj, indent=None)
+            atomic_write_files(files)
+            self._dna_saved = data
         except (FileNotFoundError, NotADirectoryError):
             self._lost.set()
             raise LeaseLost(f"lease on child {self.child_id} was lost; DNA not saved") from None
@@ -1285,7 +1311,6 @@ class _Prep:
     fds: dict
     claimed: int | None
     t_start: float
-    used: bool = False  # the reservation became the new child's in-flight directory
 
 
 def read_events(root: str, *, warn: bool = True) -> Iterator[dict]:
@@ -1890,12 +1915,12 @@ class Population:
         prep.fds[TASK_FILE] = os.open(os.path.join(prep.resv, TASK_FILE),
                                       os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
 
-    def _close_reservation(self, prep: "_Prep", *, sync: bool = False) -> None:
+    def _close_reservation(self, prep: "_Prep") -> None:
+        # task.json is not fsynced: the worker's save_dna replaces it durably moments later.  A
+        # crash of the machine before the kernel writes it back can leave it torn; the child
+        # is then abandoned with a reason (one selection step lost), never resumed from garbage.
         fds, prep.fds = prep.fds, {}
-        for name, fd in fds.items():
-            if sync and name == TASK_FILE:
-                with contextlib.suppress(OSError):
-                    os.fsync(fd)
+        for fd in fds.values():
             with contextlib.suppress(OSError):
                 os.close(fd)
 
@@ -1931,7 +1956,7 @@ class Population:
                 prep.claimed = None
             return Wait("contention", False, 0.1, "too many concurrent changes; try again")
         finally:
-            self._close_reservation(prep, sync=prep.used)
+            self._close_reservation(prep)
             if os.path.lexists(prep.resv):
                 _rmtree_quiet(prep.resv)
 
@@ -2065,7 +2090,6 @@ class Population:
                 if not self._kill(victim, cid, worker, "selection", events, post):
                     return self._give_up(prep)
             os.rename(resv, lease.path)
-            prep.used = True
         except BaseException:
             self._give_up(prep)
             raise
@@ -2251,21 +2275,28 @@ class Population:
             # The directory is private to this lease until it is renamed into alive/, and
             # fitness.json -- the completion marker, written last -- is valid JSON only once
             # complete, so new files are written in place; existing ones (a resumed attempt's)
-            # are replaced atomically.  Each is fsynced before the directory is.
+            # are replaced atomically.  All are written first and then fsynced, before the
+            # directory is: on a journaling file system the first fsync commits them all, and
+            # the others find nothing left to do.
             data = _dumps(dna, indent=None)
+            unsynced: list[str] = []
             dpath = os.path.join(d, DNA_FILE)
-            if task.lease._dna_saved != data:  # (save_dna fsynced what it wrote)
-                _write_durable(dpath, data)
+            if task.lease._dna_saved != data and _write_new(dpath, data):  # (save_dna fsyncs)
+                unsynced.append(dpath)
             if checkpoint is not None:
                 cpath = os.path.join(d, CHECKPOINT_FILE)
                 if callable(checkpoint) and not os.path.lexists(cpath):
                     checkpoint(cpath)
                     if not os.path.exists(cpath):
                         raise StoreError(f"the checkpoint writer did not create {cpath}")
-                    _fsync_file(cpath)
+                    unsynced.append(cpath)
                 else:
                     _place_file(checkpoint, cpath)
-            _write_durable(os.path.join(d, FITNESS_FILE), _dumps(rec, indent=None))
+            fpath = os.path.join(d, FITNESS_FILE)
+            if _write_new(fpath, _dumps(rec, indent=None)):
+                unsynced.append(fpath)
+            for path in unsynced:
+                _fsync_file(path)
             _fsync_dir(d)
         except (FileNotFoundError, NotADirectoryError):
             if not os.path.isdir(d):

@@ -1094,3 +1094,72 @@ def test_torn_task_of_an_expired_child_is_abandoned_not_resumed(tmp_path):
         assert pop.recover_expired() == [task.child_id]
     rec = jload(os.path.join(pop.dead_path(task.child_id), "fitness.json"))
     assert rec["outcome"] == "abandoned" and "task.json" in rec["reason"]
+
+
+def test_commit_writes_every_file_before_the_first_fsync(tmp_path, monkeypatch):
+    """A journaling file system then commits the child's files in one go: no fsync comes
+    between two of its writes, and each written file is fsynced before the directory moves."""
+    pop = make(tmp_path, population_size=3)
+    me, rng = WorkerInfo.from_env(id="me"), random.Random(9)
+    fill(pop, me, rng)
+    task = pop.next_task(me, rng)
+    log = []
+    real_write_new, real_fsync_file, real_fsync_dir, real_rename = (
+        store._write_new, store._fsync_file, store._fsync_dir, store.os.rename)
+    monkeypatch.setattr(store, "_write_new", lambda p, d: log.append(("write", os.path.basename(p)))
+                        or real_write_new(p, d))
+    monkeypatch.setattr(store, "_fsync_file", lambda p: log.append(("fsync", os.path.basename(p)))
+                        or real_fsync_file(p))
+    monkeypatch.setattr(store, "_fsync_dir", lambda p: log.append(("fsync-dir", p)) or real_fsync_dir(p))
+    monkeypatch.setattr(store.os, "rename", lambda a, b: log.append(("rename", a)) or real_rename(a, b))
+
+    def write_ckpt(path):
+        log.append(("write", "checkpoint.pt"))
+        put(path, b"weights")
+
+    res = pop.commit(task, {"n": task.child_id}, {"fitness": 0.5}, checkpoint=write_ckpt)
+    assert res.status == "committed"
+    writes = [i for i, e in enumerate(log) if e[0] == "write"]
+    fsyncs = [i for i, e in enumerate(log) if e[0] == "fsync"]
+    assert {log[i][1] for i in writes} == {"dna.json", "checkpoint.pt", "fitness.json"}
+    assert max(writes) < min(fsyncs)
+    assert {log[i][1] for i in fsyncs} == {"dna.json", "checkpoint.pt", "fitness.json"}
+    dir_sync = log.index(("fsync-dir", task.lease.path))
+    assert max(fsyncs) < dir_sync < log.index(("rename", task.lease.path))
+
+
+def test_atomic_write_files_replaces_all_or_leaves_the_old_files(tmp_path, monkeypatch):
+    a, b = str(tmp_path / "a.json"), str(tmp_path / "b.json")
+    put(a, b"old a")
+    put(b, b"old b")
+    store.atomic_write_files({a: b"new a", b: b"new b"})
+    assert open(a, "rb").read() == b"new a" and open(b, "rb").read() == b"new b"
+    assert sorted(os.listdir(tmp_path)) == ["a.json", "b.json"]
+    real_fsync = store.os.fsync
+    calls = []
+
+    def failing_fsync(fd):
+        calls.append(fd)
+        if len(calls) == 2:
+            raise OSError(errno.EIO, "I/O error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(store.os, "fsync", failing_fsync)
+    with pytest.raises(OSError):
+        store.atomic_write_files({a: b"newer a", b: b"newer b"})
+    assert open(a, "rb").read() == b"new a" and open(b, "rb").read() == b"new b"
+    assert sorted(os.listdir(tmp_path)) == ["a.json", "b.json"]  # no temporary left behind
+
+
+def test_save_dna_replaces_dna_and_task_together(tmp_path):
+    pop = make(tmp_path, population_size=3)
+    me, rng = WorkerInfo.from_env(id="me"), random.Random(10)
+    fill(pop, me, rng)
+    task = pop.next_task(me, rng)
+    task.lease.save_dna({"n": 1}, ["INSERT-CONVOLUTION"])
+    task.lease.save_dna({"n": 2}, ["ALTER-LEARNING-RATE"])
+    d = task.lease.path
+    assert jload(os.path.join(d, "dna.json")) == {"n": 2}
+    tj = jload(os.path.join(d, "task.json"))
+    assert tj["mutations_applied"] == ["ALTER-LEARNING-RATE"] and tj["task_uid"] == task.task_uid
+    assert not [n for n in os.listdir(d) if ".tmp-" in n]

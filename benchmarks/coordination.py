@@ -25,9 +25,9 @@ Usage:
 The table is printed and written to docs/benchmarks.md under "## Coordination" (the other
 sections of that file are kept).
 
-Freed inodes: on ext4 without a journal, allocating an inode skips every inode of its block group
-freed in the last ~30 s, so each file deleted makes the next creations in that group slower for
-half a minute. The set-up therefore frees no inode before a measurement (a seed's task.json
+Freed inodes: on ext4 without a journal, allocating an inode checks and skips every inode of its
+block group freed in the last 60 s (up to 6 minutes while the inode table is not yet written
+back), so each file deleted makes the next creations in that group slower for minutes. The set-up therefore frees no inode before a measurement (a seed's task.json
 becomes its fitness.json), and the populations are only removed at the very end: removing one
 between runs would slow the file creations of the run after it, evo's or Optuna's.
 """

@@ -16,7 +16,7 @@ Layout (``POP`` is the population directory)::
     POP/dead/<id//1000>/<id>/   dead individuals (DNA and fitness kept forever, + death.json)
     POP/pending/<id>/      work waiting for a worker (seeds, children to resume, retrains)
     POP/inflight/<id>.<token>/  a child being trained under the lease ``lease.json``
-    POP/ids/<id//1000>/<id>     id claims (empty files created with O_EXCL)
+    POP/ids/<id//1000>/<id>     id claims (hard links to ids/<shard>/.claim, or empty files)
     POP/tmp/               reservations and other temporaries (safe to delete when old)
     POP/quarantine/        torn or corrupt files moved aside by fsck --repair
     POP/lock, POP/lock.soft     the population lock (flock file / soft-lock file)
@@ -39,9 +39,11 @@ The lock (flock, waited for in the kernel; or a soft lock with owner token, hear
 time-to-live; or none) only keeps the critical section serial so that races are rare and
 counters exact.  It is held for O(1) work in the history (the dead are never listed or read by
 a worker) and once per child: a commit and the worker's next selection step share one critical
-section.  Whatever can be made ready without the lock is (new id, reservation files, the new
-lines of the event log that keep each worker's view of alive/ current); under it, a selection
-step renames and writes files but creates none (a hard link to the parent's checkpoint aside).
+section.  Whatever can be made ready without the lock is (reservation files, the new lines of
+the event log that keep each worker's view of alive/ current); under it, a selection step
+renames and writes files but creates none, except two hard links: the new child's id claim
+(taken there so that a worker killed while waiting for the lock holds no id) and the link to
+the parent's checkpoint.
 
 Worker protocol -- the exact calls a worker makes (``evo/worker.py``)::
 
@@ -1374,6 +1376,10 @@ class Population:
         else:
             self._lock = _NullLock()
         self._lock_depth = 0
+        # events.jsonl and next_id, opened once per critical section (closed before the
+        # release, so that the next holder's open sees what was written, also over NFS)
+        self._sec_fds: dict[str, int] = {}
+        self._ev_clean: tuple[int, int] | None = None  # (inode, size) known to end in a newline
         self._state_snapshot: dict | None = None
         self._scan_entries = 0
         self._ev_offset: tuple[int, int] | None = None
@@ -1388,7 +1394,6 @@ class Population:
         self._known_shards: set[str] = set()
         self._next_recovery = 0.0
         self._rng = random.Random()
-        self._spare_claim: int | None = None
         self._link_claims = True
         #: Per-process timings (seconds) for benchmarks: lock_wait, lock_held, next_task, commit,
         #: and lock_at (time.monotonic() at each acquisition, to merge the lock's timeline).
@@ -1520,6 +1525,10 @@ class Population:
             yield
         finally:
             self._lock_depth = 0
+            fds, self._sec_fds = self._sec_fds, {}
+            for fd in fds.values():
+                with contextlib.suppress(OSError):
+                    os.close(fd)
             t2 = time.monotonic()  # before the release: recorded intervals never overlap
             self._lock.release()
             if self.keep_stats:
@@ -1557,17 +1566,61 @@ class Population:
     def read_next_id(self) -> int:
         """The next id hint (claims in ids/ make allocation safe even when it is stale)."""
         try:
-            return max(1, int(read_bytes(os.path.join(self.root, NEXT_ID_FILE)).strip()))
+            if self._lock_depth:
+                data = os.pread(self._section_fd(NEXT_ID_FILE), 64, 0)
+            else:
+                data = read_bytes(os.path.join(self.root, NEXT_ID_FILE))
+            return max(1, int(data.strip()))
         except (OSError, ValueError):
             return 1
 
     def _write_next_id(self, n: int) -> None:
         # overwritten in place (fixed width, one small write): a hint needs no rename
         with contextlib.suppress(OSError):
+            if self._lock_depth:
+                os.pwrite(self._section_fd(NEXT_ID_FILE), b"%-20d\n" % n, 0)
+                return
             fd = os.open(os.path.join(self.root, NEXT_ID_FILE), os.O_WRONLY | os.O_CREAT, 0o644)
             try:
                 os.pwrite(fd, b"%-20d\n" % n, 0)
             finally:
+                os.close(fd)
+
+    def _update_state(self, change: Callable[[dict], None]) -> None:
+        """Under the lock: read state.json, apply ``change``, rewrite it in place (see
+        :meth:`_write_state`), through one descriptor.  Never fatal: a write that fails leaves
+        counters that ``evo fsck --repair`` recounts."""
+        try:
+            fd = os.open(self._state_path, os.O_RDWR)
+        except OSError:
+            fd = -1
+        try:
+            st = None
+            if fd >= 0:
+                raw = b""
+                while True:
+                    chunk = os.pread(fd, 1 << 16, len(raw))
+                    raw += chunk
+                    if len(chunk) < 1 << 16:
+                        break
+                with contextlib.suppress(ValueError):
+                    st = json.loads(raw)
+            if not isinstance(st, dict) or not isinstance(st.get("trained"), int):
+                # missing, torn or foreign: the careful path (warns, recounts, replaces the file)
+                st = self.read_state()
+                change(st)
+                self._write_state(st)
+                return
+            change(st)
+            st["updated_at"] = time.time()
+            data = _dumps(st, indent=None)
+            if len(data) < len(raw):
+                data = data[:-1] + b" " * (len(raw) - len(data)) + b"\n"
+            _pwrite_all(fd, data)
+        except OSError:
+            pass
+        finally:
+            if fd >= 0:
                 os.close(fd)
 
     def _write_state(self, st: dict) -> None:
@@ -1595,20 +1648,34 @@ class Population:
         outside it (control, fsck) are."""
         now = time.time()
         payload = b"".join(_dumps({"t": now, **e}, indent=None) for e in events)
+        section = bool(self._lock_depth)
         try:
-            fd = os.open(self._events, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = self._section_fd(EVENTS_FILE) if section else os.open(self._events, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
             try:
-                size = os.fstat(fd).st_size
-                if size and os.pread(fd, 1, size - 1) != b"\n":
+                st = os.fstat(fd)
+                if st.st_size and self._ev_clean != (st.st_ino, st.st_size) \
+                        and os.pread(fd, 1, st.st_size - 1) != b"\n":
                     payload = b"\n" + payload  # a torn last line: start on a fresh line
-                os.write(fd, payload)
-                if not self._lock_depth:
+                n = os.write(fd, payload)
+                # (the next check trusts this only if the size is exactly what this write made)
+                self._ev_clean = (st.st_ino, st.st_size + n) if n == len(payload) else None
+                if not section:
                     os.fsync(fd)
             finally:
-                os.close(fd)
+                if not section:
+                    os.close(fd)
         except OSError as e:
             _warn(f"could not append to {self._events}: {e}; `evo fsck --repair` will restore "
                   f"the missing events")
+
+    def _section_fd(self, name: str) -> int:
+        """Under the lock: a file of the population (the event log: in append mode), opened
+        once for the critical section."""
+        fd = self._sec_fds.get(name)
+        if fd is None:
+            flags = os.O_RDWR | os.O_CREAT | (os.O_APPEND if name == EVENTS_FILE else 0)
+            fd = self._sec_fds[name] = os.open(os.path.join(self.root, name), flags, 0o644)
+        return fd
 
     def events(self) -> Iterator[dict]:
         return read_events(self.root)
@@ -1741,8 +1808,9 @@ class Population:
         """Apply the event log's new complete lines to the alive cache.  False if the log was
         replaced or shortened (then the caller rebuilds from a listing)."""
         ino, off = self._ev_offset  # type: ignore[misc]
+        section = bool(self._lock_depth)
         try:
-            fd = os.open(self._events, os.O_RDONLY)
+            fd = self._section_fd(EVENTS_FILE) if section else os.open(self._events, os.O_RDONLY)
         except OSError:
             return False
         try:
@@ -1755,8 +1823,10 @@ class Population:
         except OSError:
             return False
         finally:
-            os.close(fd)
+            if not section:
+                os.close(fd)
         end = data.rfind(b"\n") + 1  # complete lines only; a partial one is read next time
+        self._ev_clean = (ino, off + len(data)) if end == len(data) else None
         if not end:
             return True
         self._ev_offset = (ino, off + end)
@@ -1823,29 +1893,13 @@ class Population:
             n = max([n] + taken) + 1
         raise StoreError(f"could not claim a new individual id under {self._ids}")
 
-    def _claim_new(self) -> int | None:
-        """Claim a new id without the lock: the next one after the hint, probing upwards past
-        ids other workers claimed meanwhile.  None if the individuals budget is spent."""
-        n = self.read_next_id()
-        if self._individuals_budget(n):
-            return None
-        for k in range(32):
-            if self._try_claim(n):
-                self._write_next_id(n + 1)
-                return n
-            n = max(n + 1, self.read_next_id()) if k % 8 == 7 else n + 1
-        n = self._claim_id(n)
-        self._write_next_id(n + 1)
-        return n
-
-    def _drop_spare_claim(self) -> None:
-        if self._spare_claim is not None:
-            self._unclaim(self._spare_claim)
-            self._spare_claim = None
-
     def _unclaim(self, i: int) -> None:
-        """Give back a claimed id that no individual got (the step was given up)."""
+        """Give back a claimed id that no individual got (the step was given up), moving the
+        next-id hint back to it so that the next claim takes it: no id is skipped.  (A claim
+        that then finds the hint's successors taken probes past them.)"""
         _unlink_quiet(os.path.join(self._ids, _shard(i), str(i)))
+        if self.read_next_id() > i:
+            self._write_next_id(i)
 
     # ---------------------------------------------------------------------- budgets
     # The individuals budget rests on id claims (robust without mutual exclusion): no individual
@@ -1884,7 +1938,6 @@ class Population:
         ctl = self.read_control()
         poll = max(0.05, min(self.config.heartbeat_s, 5.0))
         if ctl.stopped:
-            self._drop_spare_claim()
             return Wait("stopped", True, poll, "the experiment was stopped (`evo resume` clears it)")
         if ctl.paused:
             return Wait("paused", False, poll, "the experiment is paused (`evo resume` to continue)")
@@ -1900,10 +1953,6 @@ class Population:
         prep = _Prep(worker, rng, ctl, _new_token(), "", {}, None, t_start)
         prep.resv = os.path.join(self._tmp, f"resv-{prep.token}")
         self._make_reservation(prep)
-        # a selection step will most likely need a new id: claim it before taking the lock
-        if self._dir_count(self._pending) == 0 and self.config.max_flops is None:
-            prep.claimed = self._spare_claim if self._spare_claim is not None else self._claim_new()
-            self._spare_claim = None
         return prep
 
     def _make_reservation(self, prep: "_Prep") -> None:
@@ -1943,10 +1992,7 @@ class Population:
                     time.sleep(prep.rng.random() * 0.002)
                     continue
                 if prep.claimed is not None and not (isinstance(out, Task) and out.child_id == prep.claimed):
-                    if isinstance(out, Wait) and out.done:
-                        self._unclaim(prep.claimed)
-                    else:  # pending work came first: the id serves the next step
-                        self._spare_claim = prep.claimed
+                    self._unclaim(prep.claimed)  # (a retry took pending work, or waits)
                     prep.claimed = None
                 if self.keep_stats:
                     self.stats["next_task"].append(time.perf_counter() - prep.t_start)
@@ -2398,19 +2444,20 @@ class Population:
             for name in _listdir_quiet(target):  # temporaries of writers killed in flight
                 if _is_tmp_name(name):
                     _unlink_quiet(os.path.join(target, name))
-        st = self.read_state()
-        st["trained"] = st.get("trained", 0) + 1
-        st["flops"] = float(st.get("flops", 0.0)) + float(rec.get("flops") or 0.0)
         pushed: list[int] = []
         K = self.config.keep_top
-        if K and ok:
-            top = [e for e in st.get("top", []) if e[1] != cid]
-            top.append([float(rec["fitness"]), cid])
-            top.sort(key=lambda e: (-e[0], e[1]))
-            pushed = [e[1] for e in top[K:]]
-            st["top"] = top[:K]
-        with contextlib.suppress(OSError):
-            self._write_state(st)
+
+        def count(st: dict) -> None:
+            st["trained"] = st.get("trained", 0) + 1
+            st["flops"] = float(st.get("flops", 0.0)) + float(rec.get("flops") or 0.0)
+            if K and ok:
+                top = [e for e in st.get("top", []) if e[1] != cid]
+                top.append([float(rec["fitness"]), cid])
+                top.sort(key=lambda e: (-e[0], e[1]))
+                pushed[:] = [e[1] for e in top[K:]]
+                st["top"] = top[:K]
+
+        self._update_state(count)
         ev = {"event": "birth", "id": cid, "parent": rec.get("parent_id"), "kind": rec.get("kind"),
               "fitness": rec.get("fitness"), "outcome": rec.get("outcome"), "flops": rec.get("flops"),
               "generation": rec.get("generation"), "worker": worker.id, "via": via}

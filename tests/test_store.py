@@ -1163,3 +1163,39 @@ def test_save_dna_replaces_dna_and_task_together(tmp_path):
     tj = jload(os.path.join(d, "task.json"))
     assert tj["mutations_applied"] == ["ALTER-LEARNING-RATE"] and tj["task_uid"] == task.task_uid
     assert not [n for n in os.listdir(d) if ".tmp-" in n]
+
+
+def _wait_for_a_task(root):
+    Population.open(root).next_task(WorkerInfo.from_env(id="doomed"), random.Random(1))
+
+
+def test_a_worker_killed_while_waiting_for_the_lock_holds_no_id(tmp_path):
+    """The individuals budget counts ids: an id claimed by a worker that dies before its step
+    would be a budget slot lost. The claim is made inside the critical section."""
+    pop = make(tmp_path, population_size=3)
+    me, rng = WorkerInfo.from_env(id="me"), random.Random(11)
+    fill(pop, me, rng)
+    nid = pop.read_next_id()
+    with pop.locked():
+        proc = FORK.Process(target=_wait_for_a_task, args=(pop.root,))
+        proc.start()
+        time.sleep(1.0)  # it has prepared its step and waits for the lock
+        assert proc.is_alive()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.join()
+    task, _ = train_one(pop, me, rng)
+    assert task.child_id == nid
+
+
+def test_a_released_id_is_the_next_one_claimed(tmp_path):
+    pop = make(tmp_path, population_size=3)
+    me, rng = WorkerInfo.from_env(id="me"), random.Random(12)
+    fill(pop, me, rng)
+    nid = pop.read_next_id()
+    with pop.locked():
+        assert pop._claim_id(nid) == nid
+        pop._write_next_id(nid + 1)
+    pop._unclaim(nid)  # the step that claimed it was given up
+    task, _ = train_one(pop, me, rng)
+    assert task.child_id == nid
+    assert fsck(pop.root).clean

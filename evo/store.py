@@ -2879,6 +2879,8 @@ class FsckReport:
                 + ", ".join(f"{k} {v}" for k, v in self.counts.items()))
         return "\n".join([head] + lines)
 
+    __str__ = summary  # what `evo fsck` prints
+
     def to_dict(self) -> dict:
         return {"root": self.root, "ok": self.ok, "clean": self.clean, "counts": self.counts,
                 "problems": [dataclasses.asdict(p) for p in self.problems]}

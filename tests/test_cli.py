@@ -65,6 +65,21 @@ def test_worker_control_stop_resume_and_fsck(tmp_path):
     assert r.exit_code == 0 and "queued 2" in r.output
 
 
+def test_fsck_prints_a_readable_report_and_exit_status(tmp_path):
+    pop = tmp_path / "pop"
+    assert run("init", str(pop), "-P", "2", "--steps-per-child", "10", "--max-individuals", "2", *TINY).exit_code == 0
+    assert run("worker", str(pop), "-q").exit_code == 0
+    r = run("fsck", str(pop))
+    assert r.exit_code == 0, r.output
+    assert r.output.startswith(f"{pop}: OK -- alive 2, dead 0") and "FsckReport(" not in r.output
+    fit = next((pop / "alive").iterdir()) / "fitness.json"
+    fit.write_text('{"fitness": 0.')  # torn: the individual is not committed
+    r = run("fsck", str(pop))
+    assert r.exit_code == 1 and "PROBLEMS" in r.output and str(fit) in r.output
+    r = run("fsck", str(pop), "--repair")
+    assert "[repaired]" in r.output and r.exit_code == 0, r.output
+
+
 def test_missing_population_is_a_clear_error(tmp_path):
     r = run("worker", str(tmp_path))
     assert r.exit_code != 0

@@ -410,6 +410,11 @@ def _fmt(v: Any, spec: str = "") -> str:
     return str(v)
 
 
+def _count(n: int, noun: str) -> str:
+    """'1 convolution', '2 convolutions'."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def _table(headers: list[str], rows: list[list[Any]], right: set[int] | None = None) -> str:
     """A plain text table (numbers right-aligned)."""
     cells = [[str(h) for h in headers]] + [["-" if c is None else str(c) for c in r] for r in rows]
@@ -579,8 +584,9 @@ def _show_text(d: dict) -> str:
                                     ("none (seed)" if par is None else "none")))
     st = d["stats"]
     shape = "x".join(str(s) for s in d["input_shape"] or [])
-    lines.append(f"network      input {shape} -> {d['num_classes']} classes; {st['n_convs']} convolutions, "
-                 f"{st['n_skips']} skips, {st['n_strided']} strided, downsampling x{st['downsampling']}; "
+    lines.append(f"network      input {shape} -> {d['num_classes']} classes; "
+                 f"{_count(st['n_convs'], 'convolution')}, {_count(st['n_skips'], 'skip connection')}, "
+                 f"{st['n_strided']} strided, downsampling x{st['downsampling']}; "
                  f"learning rate {d['learning_rate']:.4g}")
     lines.append("vertices")
     lines.append("  " + _table(["id", "type", "role", "shape (CxHxW)"],

@@ -368,6 +368,12 @@ def atomic_write_files(files: dict[str, bytes]) -> None:
         raise
 
 
+def _padded(data: bytes, size: int) -> bytes:
+    """A JSON line padded with spaces to ``size`` bytes, so that rewriting a file of that size
+    in place leaves no tail of the old content."""
+    return data if len(data) >= size else data[:-1] + b" " * (size - len(data)) + b"\n"
+
+
 def _pwrite_all(fd: int, data: bytes) -> None:
     """Write ``data`` at the start of the (empty, freshly created) file ``fd``."""
     view = memoryview(data)
@@ -1613,10 +1619,7 @@ class Population:
                 return
             change(st)
             st["updated_at"] = time.time()
-            data = _dumps(st, indent=None)
-            if len(data) < len(raw):
-                data = data[:-1] + b" " * (len(raw) - len(data)) + b"\n"
-            _pwrite_all(fd, data)
+            _pwrite_all(fd, _padded(_dumps(st, indent=None), len(raw)))
         except OSError:
             pass
         finally:
@@ -1633,10 +1636,7 @@ class Population:
         data = _dumps(st, indent=None)
         fd = os.open(self._state_path, os.O_WRONLY | os.O_CREAT, 0o644)
         try:
-            size = os.fstat(fd).st_size
-            if len(data) < size:
-                data = data[:-1] + b" " * (size - len(data)) + b"\n"
-            _pwrite_all(fd, data)
+            _pwrite_all(fd, _padded(data, os.fstat(fd).st_size))
         finally:
             os.close(fd)
 

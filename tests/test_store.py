@@ -1029,25 +1029,6 @@ def test_commit_takes_the_next_task_in_the_same_critical_section(tmp_path):
     assert fsck(pop.root).clean
 
 
-def test_worker_hands_back_a_task_taken_with_its_last_commit(tmp_path):
-    pytest.importorskip("torch")
-    from evo.worker import Worker
-
-    pop = make(tmp_path, population_size=2)
-    w = Worker(pop.root, worker_id="w")
-    me, rng = WorkerInfo.from_env(id="w"), random.Random(6)
-    task = pop.next_task(me, rng)
-    res = pop.commit(task, {"n": 1}, {"fitness": 0.5}, checkpoint=writer(b"w"), next_for=me, rng=rng)
-    w._next = res.next
-    w.interrupt.set()
-    w.interrupt_reason = "SIGTERM"
-    assert w.run() == 3
-    assert os.path.isdir(os.path.join(pop.root, "pending", str(res.next.child_id)))
-    assert not os.listdir(os.path.join(pop.root, "inflight"))
-    rel = [e for e in read_events(pop.root) if e["event"] == "release"]
-    assert rel and rel[-1]["id"] == res.next.child_id
-
-
 def test_id_claims_are_hard_links_or_files(tmp_path, monkeypatch):
     pop = make(tmp_path, population_size=3)
     me, rng = WorkerInfo.from_env(id="me"), random.Random(7)

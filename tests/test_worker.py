@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from evo.dna import seed_dna
-from evo.store import Population, fsck, read_events
+from evo.store import Population, WorkerInfo, fsck, read_events
 from evo.worker import EXIT_DONE, EXIT_INTERRUPTED, Worker, run_worker
 
 TINY_DATA = {"n_train": 600, "n_val": 200, "n_test": 200, "image_size": 8}
@@ -228,3 +228,26 @@ def test_out_of_memory_is_an_unfit_individual_not_a_dead_worker(tmp_path, monkey
     assert len(recs) == 3
     assert all(ind.fitness["outcome"] == "out_of_memory" and ind.status == "dead" for ind in recs)
     assert "80.00 GiB" in recs[0].fitness["reason"]
+
+
+def test_worker_hands_back_a_task_taken_with_its_last_commit(tmp_path):
+    """The next task comes with the commit's critical section; a worker interrupted right then
+    hands it back untrained (pending/, a release event), it does not keep it in flight."""
+    pop = Population.create(str(tmp_path / "pop"), population_size=2, lock="flock")
+    w = Worker(pop.root, worker_id="w")
+    me, rng = WorkerInfo.from_env(id="w"), random.Random(6)
+    task = pop.next_task(me, rng)
+
+    def write(path):
+        with open(path, "wb") as f:
+            f.write(b"w")
+
+    res = pop.commit(task, {"n": 1}, {"fitness": 0.5}, checkpoint=write, next_for=me, rng=rng)
+    w._next = res.next
+    w.interrupt.set()
+    w.interrupt_reason = "SIGTERM"
+    assert w.run() == EXIT_INTERRUPTED
+    assert os.path.isdir(os.path.join(pop.root, "pending", str(res.next.child_id)))
+    assert not os.listdir(os.path.join(pop.root, "inflight"))
+    rel = [e for e in read_events(pop.root) if e["event"] == "release"]
+    assert rel and rel[-1]["id"] == res.next.child_id

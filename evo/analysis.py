@@ -444,6 +444,11 @@ def _axis_label(axis: str) -> str:
             "flops": "FLOPs spent"}[axis]
 
 
+def _rank_key(r: IndividualRecord) -> tuple[float, bool, int]:
+    """Best first: the higher validation accuracy, then the living, then the older."""
+    return (-r.fitness, not r.alive, r.id)  # type: ignore[operator]
+
+
 class History:
     """Every individual ever committed to a population, read once (see :func:`load`).
 
@@ -540,23 +545,20 @@ class History:
 
     # ----------------------------------------------------------------- ranking
     def ranked(self, alive_only: bool = False) -> list[IndividualRecord]:
-        """Individuals with a validation accuracy, best first (ties: the older first)."""
+        """Individuals with a validation accuracy, best first.  Ties go to the living first
+        (their weights are kept; a tournament kills either of two equals), then to the older."""
         rows = [r for r in self.individuals if r.fitness is not None and (r.alive or not alive_only)]
-        rows.sort(key=lambda r: (-r.fitness, r.id))  # type: ignore[operator]
+        rows.sort(key=_rank_key)
         return rows
 
     def top(self, n: int = 10, alive_only: bool = False) -> list[IndividualRecord]:
         return self.ranked(alive_only)[:n]
 
     def best(self, alive_only: bool = False) -> IndividualRecord | None:
-        """The individual with the highest validation accuracy (the paper's "best")."""
-        best = None
-        for r in self.individuals:
-            if r.fitness is None or (alive_only and not r.alive):
-                continue
-            if best is None or r.fitness > best.fitness or (r.fitness == best.fitness and r.id < best.id):
-                best = r
-        return best
+        """The individual with the highest validation accuracy (the paper's "best"); ties as in
+        :meth:`ranked`."""
+        rows = [r for r in self.individuals if r.fitness is not None and (r.alive or not alive_only)]
+        return min(rows, key=_rank_key, default=None)
 
     # ----------------------------------------------------------------- lineage
     def _compute_lineage_depth(self) -> None:

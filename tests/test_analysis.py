@@ -143,6 +143,26 @@ def test_best_and_ranking(history):
     assert best.alive
 
 
+def test_ties_go_to_the_living_then_the_older(history):
+    import copy
+    import dataclasses
+
+    top = history.best(alive_only=True)
+    dead = [r for r in history if not r.alive and r.fitness is not None]
+    assert top is not None and dead
+    older = min(dead, key=lambda r: r.id)
+    # a dead individual (weights dropped) with the same accuracy as the best living one
+    h = copy.copy(history)
+    h.individuals = [dataclasses.replace(r, fitness=top.fitness) if r.id == older.id else r
+                     for r in history.individuals]
+    h.by_id = {r.id: r for r in h.individuals}
+    assert h.best() is h[top.id]
+    ranked = h.ranked()
+    assert ranked.index(h[top.id]) < ranked.index(h[older.id])
+    equals = [r for r in ranked if r.fitness == top.fitness]
+    assert equals == sorted(equals, key=lambda r: (not r.alive, r.id))
+
+
 def test_lineage_back_to_a_seed(history):
     for r in history:
         chain = history.lineage(r.id)

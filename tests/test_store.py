@@ -157,8 +157,18 @@ def run_workers(root, tmp_path, n, *, lock=None, timeout=60, kills=0, fail_rate=
     rng = random.Random(1234)
     killed = 0
     deadline = time.time() + timeout
+    # the kills are spread over the first 80% of the budget (paced by the births, so that a
+    # fast machine can't finish the budget first), each at a random moment after its mark
+    budget = Population.open(root).config.max_individuals or 0
+    marks = sorted(rng.randrange(int(0.8 * budget)) for _ in range(kills)) if kills else []
+    events = os.path.join(root, "events.jsonl")
     while killed < kills and time.time() < deadline:
-        time.sleep(rng.uniform(0.0, 0.08))
+        with open(events, "rb") as f:
+            births = f.read().count(b'"birth"')
+        if births < marks[killed]:
+            time.sleep(0.002)
+            continue
+        time.sleep(rng.uniform(0.0, 0.01))
         live = [p for p in procs if p.is_alive()]
         if not live:
             break

@@ -547,9 +547,7 @@ class History:
     def ranked(self, alive_only: bool = False) -> list[IndividualRecord]:
         """Individuals with a validation accuracy, best first.  Ties go to the living first
         (their weights are kept; a tournament kills either of two equals), then to the older."""
-        rows = [r for r in self.individuals if r.fitness is not None and (r.alive or not alive_only)]
-        rows.sort(key=_rank_key)
-        return rows
+        return sorted(self._scored(alive_only), key=_rank_key)
 
     def top(self, n: int = 10, alive_only: bool = False) -> list[IndividualRecord]:
         return self.ranked(alive_only)[:n]
@@ -557,8 +555,11 @@ class History:
     def best(self, alive_only: bool = False) -> IndividualRecord | None:
         """The individual with the highest validation accuracy (the paper's "best"); ties as in
         :meth:`ranked`."""
-        rows = [r for r in self.individuals if r.fitness is not None and (r.alive or not alive_only)]
-        return min(rows, key=_rank_key, default=None)
+        return min(self._scored(alive_only), key=_rank_key, default=None)
+
+    def _scored(self, alive_only: bool) -> Iterator[IndividualRecord]:
+        """Individuals with a validation accuracy (the living only, with ``alive_only``)."""
+        return (r for r in self.individuals if r.fitness is not None and (r.alive or not alive_only))
 
     # ----------------------------------------------------------------- lineage
     def _compute_lineage_depth(self) -> None:

@@ -53,10 +53,10 @@ def _in_ci() -> bool:
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
-def _unavailable(reason: str):
-    """Skip, or under CI fail: CI must run the Slurm tests."""
+def unavailable(reason: str):
+    """Skip, or under CI fail: CI installs everything, so every test must run there."""
     if _in_ci():
-        pytest.fail(f"CI is set, so the Slurm tests must run, but {reason}", pytrace=False)
+        pytest.fail(f"CI is set, so every test must run, but {reason}", pytrace=False)
     pytest.skip(reason)
 
 
@@ -271,9 +271,9 @@ def slurm_cluster():
     """A real Slurm cluster with accounting for this test session (see the module docstring)."""
     missing = [c for c in COMMANDS if shutil.which(c) is None]
     if missing:
-        _unavailable(f"Slurm not installed (missing: {' '.join(missing)}): {INSTALL_HINT}")
+        unavailable(f"Slurm not installed (missing: {' '.join(missing)}): {INSTALL_HINT}")
     if os.geteuid() != 0:
-        _unavailable("the local Slurm cluster (slurm/dev-cluster/start.sh) must be started as root")
+        unavailable("the local Slurm cluster (slurm/dev-cluster/start.sh) must be started as root")
 
     cpus = int(os.environ.get("EVO_TEST_SLURM_CPUS", "4"))
     given = os.environ.get("EVO_TEST_SLURM_STATE")

@@ -1,8 +1,8 @@
 import shutil
 
-import pytest
 
 from evo.dot import render, to_dot
+from slurm_cluster import unavailable
 from test_dna import small_convnet
 
 
@@ -17,7 +17,8 @@ def test_dot_names_every_vertex_and_edge():
     assert src.count("{") == src.count("}")
 
 
-@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz `dot` is not installed")
 def test_render_png(tmp_path):
+    if shutil.which("dot") is None:
+        unavailable("Graphviz `dot` is not installed (apt-get install graphviz)")
     out = render(to_dot(small_convnet()), tmp_path / "g.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -204,22 +204,29 @@ def worker(popdir: Path, time_limit: float | None, worker_id: str | None, device
     """
     import time as _time
 
-    from .worker import EXIT_ERROR, run_worker
+    from .signals import StopRequest
 
-    def progress(msg: str) -> None:
-        if not quiet:
-            click.echo(f"[{_time.strftime('%H:%M:%S')}] {msg}", err=False)
-
+    stop = StopRequest()
+    stop.install()                 # before torch is imported: a warning during start-up is kept
     try:
-        code = run_worker(str(popdir), worker_id=worker_id, time_limit_s=time_limit, device=device,
-                          max_children=max_children, progress=progress)
-    except click.ClickException:
-        raise
-    except Exception as exc:
-        if type(exc).__module__.startswith("evo."):
-            click.echo(f"evo worker: error: {exc}", err=True)
-            sys.exit(EXIT_ERROR)
-        raise
+        from .worker import EXIT_ERROR, run_worker
+
+        def progress(msg: str) -> None:
+            if not quiet:
+                click.echo(f"[{_time.strftime('%H:%M:%S')}] {msg}", err=False)
+
+        try:
+            code = run_worker(str(popdir), worker_id=worker_id, time_limit_s=time_limit, device=device,
+                              max_children=max_children, progress=progress, handle_signals=False, stop=stop)
+        except click.ClickException:
+            raise
+        except Exception as exc:
+            if type(exc).__module__.startswith("evo."):
+                click.echo(f"evo worker: error: {exc}", err=True)
+                sys.exit(EXIT_ERROR)
+            raise
+    finally:
+        stop.ignore_from_now()     # the exit code is decided: a late signal must not replace it
     sys.exit(code)
 
 

@@ -286,9 +286,8 @@ class WorkerJob(submitit.helpers.Checkpointable):
 
     def _interrupt(self, reason: str) -> None:
         w = self._worker
-        if w is not None and not w.interrupt.is_set():
-            w.interrupt_reason = reason
-            w.interrupt.set()
+        if w is not None:
+            w.stop.request(reason)
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> DelayedSubmission | None:
         """submitit's SIGUSR2 handler calls this before requeueing: hand the child back first."""

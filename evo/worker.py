@@ -19,8 +19,6 @@ import logging
 import math
 import os
 import random
-import signal
-import threading
 import time
 from typing import Any, Callable
 
@@ -31,6 +29,7 @@ from .dna import DNA, seed_dna
 from .flops import count_flops
 from .model import build_model, inherit_weights
 from .mutations import IDENTITY, RESET_WEIGHTS, MutationConfig, mutate, resets_weights
+from .signals import StopRequest
 from .store import LeaseLost, Population, Task, Wait, WorkerInfo
 from .train import StateError, TrainConfig, TrainResult, load_state, save_state, train
 
@@ -97,7 +96,7 @@ class Worker:
 
     def __init__(self, root: str, *, worker_id: str | None = None, time_limit_s: float | None = None,
                  device: str | None = None, max_children: int | None = None,
-                 progress: Callable[[str], None] | None = None) -> None:
+                 progress: Callable[[str], None] | None = None, stop: StopRequest | None = None) -> None:
         self.pop = Population.open(root)
         self.config = self.pop.config
         self.me = WorkerInfo.from_env(worker_id)
@@ -105,8 +104,8 @@ class Worker:
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.max_children = max_children
         self.progress = progress or (lambda msg: log.info(msg))
-        self.interrupt = threading.Event()
-        self.interrupt_reason = ""
+        self.stop = stop or StopRequest()
+        self.interrupt = self.stop.event
         self.rng = random.Random(f"{self.config.seed}/{self.me.id}/{time.time_ns()}")
         self.mutation_config = MutationConfig.from_dict(self.config.train.get("mutations"))
         self._dataset: Dataset | None = None
@@ -114,24 +113,26 @@ class Worker:
         self._next: Task | Wait | None = None  # taken together with the last commit
 
     # ----------------------------------------------------------------------------- signals
+    @property
+    def interrupt_reason(self) -> str:
+        """Why the worker was asked to stop: a signal's name, "time limit", or "" if it was not."""
+        return self.stop.reason
+
+    @interrupt_reason.setter
+    def interrupt_reason(self, reason: str) -> None:
+        self.stop.reason = reason
+
     def install_signal_handlers(self) -> None:
         """SIGTERM / SIGUSR2 / SIGINT: finish the step at hand quickly, hand the child back."""
-
-        def handler(signum: int, frame: Any) -> None:
-            self.interrupt_reason = signal.Signals(signum).name
-            self.interrupt.set()
-
-        for sig in (signal.SIGTERM, signal.SIGUSR2, signal.SIGINT):
-            signal.signal(sig, handler)
+        self.stop.install()
 
     def _out_of_time(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
 
     def should_stop(self) -> bool:
-        if self._out_of_time() and not self.interrupt.is_set():
-            self.interrupt_reason = "time limit"
-            self.interrupt.set()
-        return self.interrupt.is_set()
+        if self._out_of_time():
+            self.stop.request("time limit")
+        return self.stop.is_set()
 
     # ----------------------------------------------------------------------------- data
     @property
@@ -334,11 +335,16 @@ def limit_threads() -> None:
 
 def run_worker(root: str, *, worker_id: str | None = None, time_limit_s: float | None = None,
                device: str | None = None, max_children: int | None = None,
-               progress: Callable[[str], None] | None = None, handle_signals: bool = True) -> int:
-    """Run one worker on the population at ``root``; returns the process exit code."""
+               progress: Callable[[str], None] | None = None, handle_signals: bool = True,
+               stop: StopRequest | None = None) -> int:
+    """Run one worker on the population at ``root``; returns the process exit code.
+
+    ``stop`` carries a request made before the worker existed (the CLI installs its signal
+    handlers before importing torch); ``handle_signals`` installs them here instead.
+    """
     limit_threads()
     w = Worker(root, worker_id=worker_id, time_limit_s=time_limit_s, device=device,
-               max_children=max_children, progress=progress)
+               max_children=max_children, progress=progress, stop=stop)
     if handle_signals:
         w.install_signal_handlers()
     return w.run()

@@ -1,8 +1,21 @@
+import signal
 import sys
 from pathlib import Path
+
+import pytest
 
 # tests import helpers from each other (tests/test_dna.py's DNAs, ...)
 sys.path.insert(0, str(Path(__file__).parent))
 
 # the session fixture `slurm_cluster`: a real single-node Slurm for the tests marked `slurm`
 from slurm_cluster import slurm_cluster  # noqa: E402,F401
+
+
+@pytest.fixture(autouse=True)
+def _restore_signal_handlers():
+    """`evo worker` run in-process (click's CliRunner) installs its signal handlers in the test
+    process and, at its end, ignores SIGTERM and SIGUSR2: put pytest's back after every test."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGUSR2, signal.SIGINT)}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)

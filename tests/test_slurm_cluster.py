@@ -22,11 +22,13 @@ WORKER_SBATCH = REPO / "slurm" / "worker.sbatch"
 # First run of a task: wait for SIGUSR2/SIGTERM, then exit 3 like an interrupted worker.
 # Runs after a requeue: exit 0 like a worker that finds the experiment finished.
 # FAKE_EVO_EXIT=N: exit N at once.
+# FAKE_EVO_NO_HANDLERS=1: the first run dies of the signal (a worker still starting or shutting down).
 FAKE_EVO = textwrap.dedent("""\
     #!/bin/bash
     echo "fake evo: started args=[$*] restart=${SLURM_RESTART_COUNT:-0}"
     if [ -n "${FAKE_EVO_EXIT:-}" ]; then exit "$FAKE_EVO_EXIT"; fi
     if [ "${SLURM_RESTART_COUNT:-0}" -ge 1 ]; then echo "fake evo: finished"; exit 0; fi
+    if [ -n "${FAKE_EVO_NO_HANDLERS:-}" ]; then exec sleep 300; fi
     trap 'echo "fake evo: got SIGUSR2 at +${SECONDS}s"; exit 3' USR2
     trap 'echo "fake evo: got SIGTERM at +${SECONDS}s"; exit 3' TERM
     for i in $(seq 1 1800); do sleep 0.1; done
@@ -132,6 +134,24 @@ def test_worker_sbatch_forwards_usr2_and_requeues_until_finished(slurm_cluster, 
         assert slurm_cluster.job_info(f"{job}_{i}").get("Restarts") == "1"
     runs = [r["state"] for r in slurm_cluster.sacct(job, duplicates=True)]
     assert sorted(runs) == ["COMPLETED", "COMPLETED", "REQUEUED", "REQUEUED"]
+
+
+def test_worker_sbatch_requeues_a_worker_killed_by_the_forwarded_warning(slurm_cluster, tmp_path, fake_evo,
+                                                                        popdir):
+    """A worker without handlers at that moment dies of SIGUSR2 (exit 140): an interruption, requeued."""
+    job = slurm_cluster.sbatch("--array=0", "--time=10", "-o", tmp_path / "slurm-%A_%a.out", WORKER_SBATCH,
+                               popdir, env={"EVO_BIN": str(fake_evo), "FAKE_EVO_NO_HANDLERS": "1"})
+    log = popdir / "logs" / f"worker-{job}_0.log"
+    wait_for_text(log, "fake evo: started", timeout=60)
+
+    slurm_cluster.scancel(job, signal="USR2", batch=True)
+
+    assert slurm_cluster.wait_for_jobs(job, timeout=120) == {f"{job}_0": "COMPLETED"}
+    text = log.read_text()
+    assert "worker exited with code 140" in text
+    assert "the worker died of the forwarded SIGUSR2: treating it as interrupted" in text
+    assert f"requeued {job}_0" in text
+    assert "fake evo: finished" in text
 
 
 @pytest.mark.slow

@@ -17,7 +17,6 @@ import pytest
 
 from evo import store
 from evo.store import (
-    CommitResult,
     Config,
     ConfigError,
     CorruptFileWarning,

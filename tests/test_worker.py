@@ -256,3 +256,64 @@ def test_worker_hands_back_a_task_taken_with_its_last_commit(tmp_path):
     assert not os.listdir(os.path.join(pop.root, "inflight"))
     rel = [e for e in read_events(pop.root) if e["event"] == "release"]
     assert rel and rel[-1]["id"] == res.next.child_id
+
+
+@pytest.mark.parametrize("sig", [signal.SIGUSR2, signal.SIGTERM])
+def test_a_signal_after_the_last_child_does_not_turn_a_clean_exit_into_a_kill(tmp_path, sig):
+    """The batch script forwards Slurm's warning whenever it comes, also while a finished worker
+    shuts down (torch's teardown takes a while): the worker must still exit 0, not die of it."""
+    root = tmp_path / "pop"
+    make_pop(root, population_size=2, steps_per_child=5, max_individuals=2)
+    assert run_worker(str(root), handle_signals=False, progress=lambda m: None) == EXIT_DONE
+    p = spawn(root, quiet=False)
+    line = b""
+    while b"nothing more to do" not in line:
+        line = p.stdout.readline()
+        assert line, f"the worker ended without saying it was done (exit code {p.wait()})"
+    sent = 0
+    while p.poll() is None:               # keep signalling until the process is gone
+        try:
+            p.send_signal(sig)
+            sent += 1
+        except ProcessLookupError:
+            break
+        time.sleep(0.002)
+    code = p.wait(timeout=30)
+    assert sent > 0
+    assert code == EXIT_DONE, f"exit code {code} after {sent} signals: {p.stdout.read().decode()}"
+
+
+def _catches(pid: int, sig: signal.Signals) -> bool:
+    """Whether process ``pid`` has a handler installed for ``sig`` (Linux: SigCgt in /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
+    return False
+
+
+def _torch_loaded(pid: int) -> bool:
+    return "libtorch" in Path(f"/proc/{pid}/maps").read_text()
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux's /proc")
+def test_a_warning_during_start_up_is_kept_and_nothing_is_taken(tmp_path):
+    """SIGUSR2 while the worker still loads torch (seconds): kept; it exits 3 at once, claiming nothing."""
+    root = tmp_path / "pop"
+    pop = make_pop(root, population_size=2, steps_per_child=5, max_individuals=2)
+    for attempt in range(3):                     # a loaded machine may finish loading before we look
+        p = spawn(root, quiet=False)
+        deadline = time.time() + 30
+        while not _catches(p.pid, signal.SIGUSR2):
+            assert p.poll() is None and time.time() < deadline, "the worker never installed its handlers"
+            time.sleep(0.001)
+        early = not _torch_loaded(p.pid)
+        p.send_signal(signal.SIGUSR2)
+        code = p.wait(timeout=60)
+        out = p.stdout.read().decode()
+        assert code == EXIT_INTERRUPTED, out
+        assert "stopping: SIGUSR2" in out
+        st = pop.status()
+        assert st["pending"] == 2 and st["inflight"] == 0 and st["trained"] == 0, st
+        if early:
+            break
+    assert early, "the worker's signal handlers went in only after torch was loaded, 3 times out of 3"

@@ -5,7 +5,6 @@ import json
 import multiprocessing as mp
 import os
 import pickle
-import time
 from pathlib import Path
 
 import numpy as np
@@ -78,12 +77,6 @@ def test_synthetic_mean_colour_carries_no_class_information():
     assert d.test_x is None
 
 
-def test_synthetic_builds_fast():
-    t = time.perf_counter()
-    load_dataset("synthetic")
-    assert time.perf_counter() - t < 3.0
-
-
 def _linear(shape):
     return nn.Sequential(nn.Flatten(), nn.Linear(int(np.prod(shape)), 10))
 
@@ -125,17 +118,29 @@ def _mapped_files():
         return f.read()
 
 
-def test_cache_round_trip_is_memory_mapped_and_fast(tmp_path):
+def _mapped_from(t: torch.Tensor, path: str) -> bool:
+    """Whether tensor ``t``'s memory lies in a mapping of the file ``path`` (Linux: /proc/self/maps)."""
+    addr, real = t.untyped_storage().data_ptr(), os.path.realpath(path)
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        fields = line.split(maxsplit=5)
+        if len(fields) == 6 and fields[5] == real:
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            if start <= addr < end:
+                return True
+    return False
+
+
+def test_cache_round_trip_is_memory_mapped(tmp_path):
     a = load_dataset("synthetic", root=tmp_path, **SMALL)
     assert a.info["cache_hit"] is False and a.info["cache"]
     files = _cache_files(tmp_path)
     assert len(files) == 3 and not [f for f in files if f.endswith(".tmp")]
     meta = json.loads(next((tmp_path / ".evo-cache").glob("*.json")).read_text())
     assert meta["n_train"] == 600 and meta["split_seed"] == 0 and len(meta["val_indices"]) == 200
-    t = time.perf_counter()
     b = load_dataset("synthetic", root=tmp_path, **SMALL)
-    elapsed = time.perf_counter() - t
-    assert b.info["cache_hit"] is True and elapsed < 0.5, elapsed
+    assert b.info["cache_hit"] is True
+    if Path("/proc/self/maps").exists():     # served from the file, not read into private memory
+        assert _mapped_from(b.train_x, b.info["cache"]) and _mapped_from(b.val_x, b.info["cache"])
     for ta, tb in zip(_splits(a), _splits(b)):
         assert torch.equal(ta, tb)
     assert b.mean == a.mean and b.std == a.std

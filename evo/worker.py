@@ -118,10 +118,6 @@ class Worker:
         """Why the worker was asked to stop: a signal's name, "time limit", or "" if it was not."""
         return self.stop.reason
 
-    @interrupt_reason.setter
-    def interrupt_reason(self, reason: str) -> None:
-        self.stop.reason = reason
-
     def install_signal_handlers(self) -> None:
         """SIGTERM / SIGUSR2 / SIGINT: finish the step at hand quickly, hand the child back."""
         self.stop.install()

@@ -249,8 +249,7 @@ def test_worker_hands_back_a_task_taken_with_its_last_commit(tmp_path):
 
     res = pop.commit(task, {"n": 1}, {"fitness": 0.5}, checkpoint=write, next_for=me, rng=rng)
     w._next = res.next
-    w.interrupt.set()
-    w.interrupt_reason = "SIGTERM"
+    w.stop.request("SIGTERM")
     assert w.run() == EXIT_INTERRUPTED
     assert os.path.isdir(os.path.join(pop.root, "pending", str(res.next.child_id)))
     assert not os.listdir(os.path.join(pop.root, "inflight"))

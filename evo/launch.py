@@ -282,7 +282,7 @@ class WorkerJob(submitit.helpers.Checkpointable):
             raise self._error
         _say(label, f"worker exited with code {self._code} after {worker.children} children")
         return {"exit_code": self._code, "worker": worker.me.id, "children": worker.children,
-                "reason": worker.interrupt_reason or None}
+                "reason": worker.stop.reason or None}
 
     def _interrupt(self, reason: str) -> None:
         w = self._worker

@@ -105,7 +105,6 @@ class Worker:
         self.max_children = max_children
         self.progress = progress or (lambda msg: log.info(msg))
         self.stop = stop or StopRequest()
-        self.interrupt = self.stop.event
         self.rng = random.Random(f"{self.config.seed}/{self.me.id}/{time.time_ns()}")
         self.mutation_config = MutationConfig.from_dict(self.config.train.get("mutations"))
         self._dataset: Dataset | None = None
@@ -113,11 +112,6 @@ class Worker:
         self._next: Task | Wait | None = None  # taken together with the last commit
 
     # ----------------------------------------------------------------------------- signals
-    @property
-    def interrupt_reason(self) -> str:
-        """Why the worker was asked to stop: a signal's name, "time limit", or "" if it was not."""
-        return self.stop.reason
-
     def install_signal_handlers(self) -> None:
         """SIGTERM / SIGUSR2 / SIGINT: finish the step at hand quickly, hand the child back."""
         self.stop.install()
@@ -230,9 +224,9 @@ class Worker:
                 lease.save_checkpoint(lambda path: save_state(with_segments(result.state), path))
             except LeaseLost:
                 return "lost"
-            self.pop.release(task, reason=f"interrupted: {self.interrupt_reason or 'stop'}")
+            self.pop.release(task, reason=f"interrupted: {self.stop.reason or 'stop'}")
             self.progress(f"child {task.child_id}: interrupted at step {result.steps_done} "
-                          f"({self.interrupt_reason}); checkpoint saved, handed back")
+                          f"({self.stop.reason}); checkpoint saved, handed back")
             return "interrupted"
         ds = self.dataset
         cost = count_flops(dna, batch_size=cfg.batch_size, steps=result.steps_done,
@@ -288,8 +282,8 @@ class Worker:
         self.progress(f"worker {self.me.id} on {self.device} for {self.pop.root}")
         while True:
             if self.should_stop():
-                self._hand_back_next(f"interrupted: {self.interrupt_reason}")
-                self.progress(f"stopping: {self.interrupt_reason}")
+                self._hand_back_next(f"interrupted: {self.stop.reason}")
+                self.progress(f"stopping: {self.stop.reason}")
                 return EXIT_INTERRUPTED
             if self.max_children is not None and self.children >= self.max_children:
                 self._hand_back_next("worker done")
@@ -301,7 +295,7 @@ class Worker:
                 if task.done:
                     self.progress(f"nothing more to do: {task.reason} {task.message}".rstrip())
                     return EXIT_DONE
-                self.interrupt.wait(task.retry_after_s)
+                self.stop.event.wait(task.retry_after_s)
                 continue
             try:
                 status = self.run_task(task)

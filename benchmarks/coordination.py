@@ -50,7 +50,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from evo import store  # noqa: E402
-from evo.store import Population, WorkerInfo  # noqa: E402
+from evo.population.store import Population, WorkerInfo  # noqa: E402
 
 FORK = multiprocessing.get_context("fork")
 DOCS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "benchmarks.md")

@@ -44,8 +44,8 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evo.data import Dataset, load_dataset  # noqa: E402
-from evo.train import TrainConfig, train  # noqa: E402
+from evo.network.data import Dataset, load_dataset  # noqa: E402
+from evo.network.train import TrainConfig, train  # noqa: E402
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -66,7 +66,7 @@ def small_convnet(shape, classes, w=32):
 
 def evolved_dna(shape, classes):
     """A mid-run individual: conv stem, two stride-2 stages, a 5x5 filter, identity skips."""
-    from evo.dna import DNA, Edge, EdgeType, Vertex, VertexType
+    from evo.genome.real2017.dna import DNA, Edge, EdgeType, Vertex, VertexType
 
     B, L, C, I = VertexType.BN_RELU, VertexType.LINEAR, EdgeType.CONV, EdgeType.IDENTITY
     vertices = tuple(Vertex(i, B if i else L) for i in range(7))
@@ -105,7 +105,7 @@ def residual_net(shape, classes):
 
 def evolved_model(shape, classes):
     try:
-        from evo.model import build_model
+        from evo.network.real2017 import build_model
 
         return build_model(evolved_dna(shape, classes)), "evo.model.build_model(DNA: 6 convs, 2 skips)"
     except Exception as e:  # pragma: no cover - only when evo.model is absent or broken

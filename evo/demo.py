@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .store import Population
+from evo.population.store import Population
 
 __all__ = ["DEMO_CONFIG", "run_demo"]
 

@@ -247,7 +247,7 @@ class WorkerJob(submitit.helpers.Checkpointable):
 
     # ------------------------------------------------------------------ running
     def __call__(self) -> dict[str, Any]:
-        from .worker import EXIT_ERROR, Worker, limit_threads
+        from evo.worker.loop import EXIT_ERROR, Worker, limit_threads
 
         self._reset()
         self._label, worker_id = self._job_label()
@@ -347,7 +347,7 @@ def _submit_command(folder: str) -> str:
 
 
 def _check_popdir(popdir: str | os.PathLike) -> str:
-    from .store import Population
+    from evo.population.store import Population
 
     root = os.path.abspath(os.fspath(popdir))
     Population.open(root)                 # clear error when it is not a population
@@ -494,7 +494,7 @@ def _user() -> str | None:
 
 
 def _version() -> str:
-    from . import __version__
+    from evo import __version__
 
     return __version__
 

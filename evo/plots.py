@@ -21,8 +21,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import analysis as _analysis
-from .analysis import History
+from evo.analysis import analysis as _analysis
+from evo.analysis.analysis import History
 
 __all__ = ["progress_figure", "compare_runs_figure", "compare_runs_table", "architecture_trends_figure",
            "save"]

@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 
 from evo import analysis
-from evo.store import Population
+from evo.analysis import analysis as analysis_module
+from evo.population.store import Population
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -43,7 +44,7 @@ def build_population(tmp_path_factory) -> Path:
     """
     if "root" in _BUILT:
         return _BUILT["root"]
-    from evo.worker import run_worker
+    from evo.worker.loop import run_worker
 
     base = tmp_path_factory.mktemp("evo-analysis")
     os.environ.setdefault("EVO_CACHE_DIR", str(base / "cache"))
@@ -267,14 +268,14 @@ def test_individual_killed_while_loading(population, tmp_path, monkeypatch):
     pop = _copy(population, tmp_path)
     h0 = analysis.load(pop, cache=False)
     victim = h0.alive()[0].id
-    real = analysis._read_one
+    real = analysis_module._read_one
 
     def racing(directory, i, with_dna):
         if i == victim and "/alive/" in directory and os.path.isdir(directory):
             os.rename(directory, pop / "dead" / "0" / str(victim))  # a worker kills it right now
         return real(directory, i, with_dna)
 
-    monkeypatch.setattr(analysis, "_read_one", racing)
+    monkeypatch.setattr(analysis_module, "_read_one", racing)
     h = analysis.load(pop, cache=False)
     assert h[victim].status == "dead"
     assert len(h) == len(h0) and h.warnings == []
@@ -294,7 +295,7 @@ def test_retraining_individuals_stay_in_the_history(population, tmp_path):
 
 
 def test_not_a_population(tmp_path):
-    from evo.store import NotAPopulationError
+    from evo.population.store import NotAPopulationError
 
     with pytest.raises(NotAPopulationError):
         analysis.load(tmp_path)
@@ -375,7 +376,7 @@ def test_many_dead_individuals_and_the_cache(tmp_path, monkeypatch):
     h7 = analysis.load(root, cache=cache, with_dna=True)
     assert h7.cache_hits == 2501 and h7[10].n_skips == 1
     # many uncached files are read by a pool of processes, with the same result
-    monkeypatch.setattr(analysis, "_PARALLEL_MIN", 100)
+    monkeypatch.setattr(analysis_module, "_PARALLEL_MIN", 100)
     h8 = analysis.load(root, cache=False, workers=2)
     assert [r.to_dict() for r in h8] == [r.to_dict() for r in h5]
     # status stays cheap and complete

@@ -3,7 +3,7 @@ import stat
 
 import pytest
 
-from evo.atomic import atomic_write
+from evo.base.files import atomic_write
 
 
 def test_writes_and_replaces(tmp_path):

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 import evo
 from evo import analysis
-from evo.cli import main
+from evo.cli.cli import main
 from test_analysis import REPO, build_population
 from test_plots import assert_real_png
 
@@ -36,7 +36,7 @@ def history(population) -> analysis.History:
 
 @pytest.fixture(scope="session")
 def dataset(history):
-    from evo.data import load_dataset
+    from evo.network.data import load_dataset
 
     return load_dataset(history.config.dataset, **history.config.dataset_kwargs)
 
@@ -192,8 +192,8 @@ def test_plot(population, tmp_path):
 
 def _rebuilt(history, i):
     """The model of individual i rebuilt by hand from the population's files."""
-    from evo.dna import DNA
-    from evo.model import build_model
+    from evo.genome.real2017.dna import DNA
+    from evo.network.real2017 import build_model
 
     d = Path(history.path_of(i))
     net = build_model(DNA.from_dict(json.loads((d / "dna.json").read_text())))
@@ -202,7 +202,7 @@ def _rebuilt(history, i):
 
 
 def test_export_best_same_predictions(population, history, dataset, tmp_path):
-    from evo.data import normalize
+    from evo.network.data import normalize
 
     f = tmp_path / "best.pt"
     d = run_json("export", population, "--best", "-o", f)
@@ -223,7 +223,7 @@ def test_export_best_same_predictions(population, history, dataset, tmp_path):
 
 
 def test_evaluate_top_k_ensemble_by_hand(population, history, dataset):
-    from evo.data import normalize
+    from evo.network.data import normalize
 
     d = run_json("evaluate", population, "--top", "3", "--ensemble", "--no-record")
     ids = [m["id"] for m in d["models"]]

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from evo.data import (
+from evo.network.data import (
     DataError,
     DatasetNotFoundError,
     augment,
@@ -22,7 +22,7 @@ from evo.data import (
     normalize,
     to_device,
 )
-from evo.train import TrainConfig, train
+from evo.network.train import TrainConfig, train
 
 SMALL = dict(n_train=600, n_val=200, n_test=100)
 

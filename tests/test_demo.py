@@ -5,12 +5,12 @@ from __future__ import annotations
 from click.testing import CliRunner
 
 import evo
-from evo.cli import main
+from evo.cli.cli import main
 from evo.demo import DEMO_CONFIG, run_demo
 
 
 def test_demo_config_is_valid():
-    from evo.store import Config
+    from evo.population.store import Config
 
     Config.from_dict(dict(DEMO_CONFIG)).validate()
 

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from evo.dna import DNA, DNAError, Edge, EdgeType, FORMAT_VERSION, Vertex, VertexType, seed_dna
+from evo.genome.real2017.dna import DNA, DNAError, Edge, EdgeType, FORMAT_VERSION, Vertex, VertexType, seed_dna
 
 
 def small_convnet() -> DNA:

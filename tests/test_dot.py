@@ -1,7 +1,7 @@
 import shutil
 
 
-from evo.dot import render, to_dot
+from evo.genome.real2017.dot import render, to_dot
 from slurm_cluster import unavailable
 from test_dna import small_convnet
 

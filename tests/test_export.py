@@ -3,10 +3,10 @@ import random
 import pytest
 import torch
 
-from evo.dna import seed_dna
-from evo.export import ExportError, export_model, load_model
-from evo.model import build_model
-from evo.mutations import mutate
+from evo.genome.real2017.dna import seed_dna
+from evo.network.export import ExportError, export_model, load_model
+from evo.network.real2017 import build_model
+from evo.genome.real2017.mutations import mutate
 
 
 def test_round_trip_gives_the_same_predictions(tmp_path):

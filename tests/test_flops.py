@@ -2,9 +2,9 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from evo.dna import seed_dna
-from evo.flops import count_flops
-from evo.model import build_model
+from evo.genome.real2017.dna import seed_dna
+from evo.genome.real2017.flops import count_flops
+from evo.network.real2017 import build_model
 from test_dna import small_convnet
 from test_model import evolved
 

@@ -3,9 +3,9 @@ import random
 import pytest
 import torch
 
-from evo.dna import seed_dna
-from evo.model import build_model, inherit_weights
-from evo.mutations import MutationConfig, mutate
+from evo.genome.real2017.dna import seed_dna
+from evo.network.real2017 import build_model, inherit_weights
+from evo.genome.real2017.mutations import MutationConfig, mutate
 from test_dna import small_convnet
 
 
@@ -50,7 +50,7 @@ def test_random_evolved_dnas_build_and_run():
         assert y.shape == (2, 10)
         assert torch.isfinite(y).all()
         # the builder's parameter count is the DNA's
-        from evo.flops import count_params
+        from evo.genome.real2017.flops import count_params
         assert sum(p.numel() for p in m.parameters()) == count_params(d)
 
 

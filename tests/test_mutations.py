@@ -3,8 +3,8 @@ from collections import Counter
 
 import pytest
 
-from evo.dna import DNA, seed_dna
-from evo.mutations import MUTATIONS, MutationConfig, MutationError, mutate, resets_weights
+from evo.genome.real2017.dna import DNA, seed_dna
+from evo.genome.real2017.mutations import MUTATIONS, MutationConfig, MutationError, mutate, resets_weights
 
 
 def test_all_eleven_exist():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import signal
 
-from evo.signals import STOP_SIGNALS, StopRequest
+from evo.worker.signals import STOP_SIGNALS, StopRequest
 
 
 def test_a_request_keeps_its_first_reason():

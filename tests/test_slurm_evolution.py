@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from evo import launch
-from evo.store import Population, fsck, read_events
+from evo.population.store import Population, fsck, read_events
 
 pytestmark = pytest.mark.slurm
 
@@ -51,10 +51,10 @@ def steps_per_second() -> float:
     """Training speed of a seed network on one thread here, to size children in seconds."""
     import torch
 
-    from evo.data import load_dataset
-    from evo.dna import seed_dna
-    from evo.model import build_model
-    from evo.train import TrainConfig, train
+    from evo.network.data import load_dataset
+    from evo.genome.real2017.dna import seed_dna
+    from evo.network.real2017 import build_model
+    from evo.network.train import TrainConfig, train
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -15,8 +15,8 @@ import warnings
 
 import pytest
 
-from evo import store
-from evo.store import (
+from evo.population import store
+from evo.population.store import (
     Config,
     ConfigError,
     CorruptFileWarning,
@@ -685,7 +685,7 @@ def test_event_log_torn_lines(tmp_path):
     assert len(list(read_events(pop.root, warn=False))) == n + 2
 
 
-@pytest.mark.filterwarnings("ignore::evo.store.StoreWarning")
+@pytest.mark.filterwarnings("ignore::evo.population.store.StoreWarning")
 def test_torn_lease_control_state_task_files(tmp_path):
     pop = make(tmp_path, population_size=3, lease_ttl_s=0.3, heartbeat_s=0.1)
     me, rng = WorkerInfo.from_env(), random.Random(16)

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from evo.strategies import STRATEGIES, Record, aging, random_search, select, tournament
+from evo.population.strategies import STRATEGIES, Record, aging, random_search, select, tournament
 
 
 def recs(*fitness):

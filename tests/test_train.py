@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from evo.data import load_dataset
-from evo.train import StateError, TrainConfig, evaluate, evaluate_split, load_state, save_state, train
+from evo.network.data import load_dataset
+from evo.network.train import StateError, TrainConfig, evaluate, evaluate_split, load_state, save_state, train
 
 
 @pytest.fixture(autouse=True)

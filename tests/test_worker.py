@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from evo.dna import seed_dna
-from evo.store import Population, WorkerInfo, fsck, read_events
-from evo.worker import EXIT_DONE, EXIT_INTERRUPTED, Worker, run_worker
+from evo.genome.real2017.dna import seed_dna
+from evo.population.store import Population, WorkerInfo, fsck, read_events
+from evo.worker.loop import EXIT_DONE, EXIT_INTERRUPTED, Worker, run_worker
 
 TINY_DATA = {"n_train": 600, "n_val": 200, "n_test": 200, "image_size": 8}
 
@@ -199,7 +199,7 @@ def test_corrupt_parent_checkpoint_gives_fresh_weights(tmp_path):
         ck.write_bytes(b"garbage")
     messages: list[str] = []
     w = Worker(str(root), progress=messages.append)
-    from evo.mutations import MutationConfig
+    from evo.genome.real2017.mutations import MutationConfig
 
     w.mutation_config = MutationConfig(allowed=["IDENTITY"])  # a child that would inherit everything
     task = Population.open(str(root)).next_task(w.me, w.rng)
@@ -220,7 +220,7 @@ def test_checkpoint_is_loadable_safely(tmp_path):
 
 
 def test_out_of_memory_is_an_unfit_individual_not_a_dead_worker(tmp_path, monkeypatch):
-    import evo.worker as worker_mod
+    import evo.worker.loop as worker_mod
 
     def oom(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 80.00 GiB")

@@ -26,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .atomic import atomic_write
-from .data import Dataset, DeviceData, normalize, to_device
+from evo.base.files import atomic_write
+from evo.network.data import Dataset, DeviceData, normalize, to_device
 
 __all__ = [
     "TrainConfig",

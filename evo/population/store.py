@@ -111,8 +111,8 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
-from . import strategies as _strategies
-from .strategies import Record
+from evo.population import strategies as _strategies
+from evo.population.strategies import Record
 
 __all__ = [
     "FORMAT_VERSION",

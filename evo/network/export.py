@@ -15,9 +15,9 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-from .atomic import atomic_write
-from .dna import DNA
-from .model import DNANet, build_model
+from evo.base.files import atomic_write
+from evo.genome.real2017.dna import DNA
+from evo.network.real2017 import DNANet, build_model
 
 __all__ = ["EXPORT_FORMAT", "ExportedModel", "ExportError", "export_model", "load_model"]
 

@@ -48,7 +48,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from . import store as _store
+from evo.population import store as _store
 
 __all__ = [
     "AnalysisError",
@@ -1181,7 +1181,7 @@ def describe(pop: str | os.PathLike | History, i: int) -> dict[str, Any]:
 def _dna_tables(dna: dict) -> tuple[list[dict], list[dict]]:
     shapes: dict[int, Any] = {}
     try:
-        from .dna import DNA
+        from evo.genome.real2017.dna import DNA
 
         shapes = {k: list(v) for k, v in DNA.from_dict(dna).shapes().items()}
     except Exception:  # noqa: BLE001 - a DNA this version cannot parse: show it without shapes
@@ -1241,8 +1241,8 @@ def load_individual_model(pop: str | os.PathLike | History, i: int, device: str 
     Expects normalised inputs; :func:`export_individual` writes a self-contained model
     that normalises its own inputs.
     """
-    from .dna import DNA
-    from .model import build_model
+    from evo.genome.real2017.dna import DNA
+    from evo.network.real2017 import build_model
 
     h = _history(pop)
     ck = checkpoint_of(h, i)
@@ -1254,7 +1254,7 @@ def load_individual_model(pop: str | os.PathLike | History, i: int, device: str 
 
 
 def _dataset(h: History):
-    from .data import load_dataset
+    from evo.network.data import load_dataset
 
     return load_dataset(h.config.dataset, **dict(h.config.dataset_kwargs))
 
@@ -1263,8 +1263,8 @@ def export_individual(pop: str | os.PathLike | History, i: int, path: str | os.P
                       dataset: Any = None) -> dict[str, Any]:
     """Write individual ``i`` as one self-contained model file (:func:`evo.export.export_model`:
     DNA + weights + the data set's normalisation); read it back with ``evo.load_model``."""
-    from .dna import DNA
-    from .export import export_model
+    from evo.genome.real2017.dna import DNA
+    from evo.network.export import export_model
 
     h = _history(pop)
     r = h[i]
@@ -1289,7 +1289,7 @@ def evaluate_test(pop: str | os.PathLike | History, ids: Sequence[int], *, ensem
     """
     import torch
 
-    from .data import normalize
+    from evo.network.data import normalize
 
     h = _history(pop)
     ids = [int(i) for i in ids]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from .dna import DNA, edge_output_shape
+from evo.genome.real2017.dna import DNA, edge_output_shape
 
 __all__ = ["Cost", "count_flops", "count_params"]
 

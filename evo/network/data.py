@@ -48,7 +48,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .atomic import atomic_write
+from evo.base.files import atomic_write
 
 __all__ = [
     "DATASETS",

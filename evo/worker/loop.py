@@ -24,14 +24,14 @@ from typing import Any, Callable
 
 import torch
 
-from .data import Dataset, load_dataset
-from .dna import DNA, seed_dna
-from .flops import count_flops
-from .model import build_model, inherit_weights
-from .mutations import IDENTITY, RESET_WEIGHTS, MutationConfig, mutate, resets_weights
-from .signals import StopRequest
-from .store import LeaseLost, Population, Task, Wait, WorkerInfo
-from .train import StateError, TrainConfig, TrainResult, load_state, save_state, train
+from evo.network.data import Dataset, load_dataset
+from evo.genome.real2017.dna import DNA, seed_dna
+from evo.genome.real2017.flops import count_flops
+from evo.network.real2017 import build_model, inherit_weights
+from evo.genome.real2017.mutations import IDENTITY, RESET_WEIGHTS, MutationConfig, mutate, resets_weights
+from evo.worker.signals import StopRequest
+from evo.population.store import LeaseLost, Population, Task, Wait, WorkerInfo
+from evo.network.train import StateError, TrainConfig, TrainResult, load_state, save_state, train
 
 __all__ = ["EXIT_DONE", "EXIT_ERROR", "EXIT_INTERRUPTED", "Worker", "random_dna", "run_worker"]
 

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import click
 
-from . import __version__
+from evo import __version__
 
 
 class UserError(click.ClickException):
@@ -74,7 +74,7 @@ def data() -> None:
 @friendly
 def data_download(name: str, root: Path) -> None:
     """Download NAME into --root (needs internet) and build its uint8 cache."""
-    from .data import download
+    from evo.network.data import download
 
     ds = download(name, root)
     click.echo(f"{ds!r} ready under {root}")
@@ -87,7 +87,7 @@ def data_download(name: str, root: Path) -> None:
 @friendly
 def data_info(name: str, root: Path | None, as_json: bool) -> None:
     """Load NAME (building its cache if needed) and print its splits."""
-    from .data import load_dataset
+    from evo.network.data import load_dataset
 
     ds = load_dataset(name, root=root)
     info = {
@@ -144,7 +144,7 @@ def init(popdir: Path, config_file: Path | None, dataset: str | None, data_root:
          dataset_opt: tuple[str, ...], check_data: bool, train_opt: tuple[str, ...], as_json: bool,
          **fields: Any) -> None:
     """Create a new population in POPDIR with P seed individuals planned as pending work."""
-    from .store import Config, Population
+    from evo.population.store import Config, Population
 
     cfg: dict[str, Any] = {}
     if config_file is not None:
@@ -167,14 +167,14 @@ def init(popdir: Path, config_file: Path | None, dataset: str | None, data_root:
     cfg["train"] = train_cfg
     cfg.update({k: v for k, v in fields.items() if v is not None})
     config = Config.from_dict(cfg).validate()
-    from .worker import check_train_settings
+    from evo.worker.loop import check_train_settings
 
     check_train_settings(config.train)
     if (popdir / "config.json").exists():
         raise UserError(f"{popdir} already holds a population; refusing to overwrite it. "
                         "Fix: choose another directory")
     if check_data:
-        from .data import load_dataset
+        from evo.network.data import load_dataset
 
         ds = load_dataset(config.dataset, **config.dataset_kwargs)
         if not as_json:
@@ -204,12 +204,12 @@ def worker(popdir: Path, time_limit: float | None, worker_id: str | None, device
     """
     import time as _time
 
-    from .signals import StopRequest
+    from evo.worker.signals import StopRequest
 
     stop = StopRequest()
     stop.install()                 # before torch is imported: a warning during start-up is kept
     try:
-        from .worker import EXIT_ERROR, run_worker
+        from evo.worker.loop import EXIT_ERROR, run_worker
 
         def progress(msg: str) -> None:
             if not quiet:
@@ -231,7 +231,7 @@ def worker(popdir: Path, time_limit: float | None, worker_id: str | None, device
 
 
 def _open(popdir: Path):
-    from .store import Population
+    from evo.population.store import Population
 
     return Population.open(str(popdir))
 
@@ -280,7 +280,7 @@ _knob("resume", "Clear pause and stop: workers go on (start new ones if they exi
 @friendly
 def fsck(popdir: Path, repair: bool, as_json: bool) -> None:
     """Check every invariant of the population directory (exit 1 when problems remain)."""
-    from .store import fsck as run_fsck
+    from evo.population.store import fsck as run_fsck
 
     report = run_fsck(str(popdir), repair=repair)
     emit(report.to_dict(), as_json, lambda d: str(report))
@@ -346,7 +346,7 @@ def submit(popdir: Path, workers: int, parallel: int | None, partition: str | No
     experiment is finished.  Before the time limit each worker checkpoints its child, hands it back
     and is requeued.  The job ids are printed and appended to POPDIR/jobs.jsonl.
     """
-    from . import launch
+    from evo import launch
 
     opts = launch.SubmitOptions(
         workers=workers, executor=executor, parallel=parallel, partition=partition,
@@ -387,7 +387,7 @@ def demo(ctx: click.Context, directory: Path, workers: int | None, max_individua
     prints the leaderboard, writes the progress plot and exports the best model.  Run it again
     to continue an interrupted demo.
     """
-    from .demo import run_demo
+    from evo.demo import run_demo
 
     overrides = {k: v for k, v in {"max_individuals": max_individuals,
                                    "steps_per_child": steps_per_child}.items() if v is not None}
@@ -404,7 +404,7 @@ def demo(ctx: click.Context, directory: Path, workers: int | None, max_individua
 
 
 def _history(popdir: Path, **kw: Any):
-    from .analysis import load
+    from evo.analysis.analysis import load
 
     return load(str(popdir), **kw)
 
@@ -468,7 +468,7 @@ def _short(v: Any) -> str:
 
 
 def _status_text(d: dict) -> str:
-    from .analysis import format_duration
+    from evo.analysis.analysis import format_duration
 
     c = d["counts"]
     k = d["knobs"]
@@ -526,7 +526,7 @@ def status(popdir: Path, as_json: bool) -> None:
 
     Read-only and lock-free: safe to run at any time on a live population.
     """
-    from .analysis import status as get_status
+    from evo.analysis.analysis import status as get_status
 
     emit(get_status(str(popdir)), as_json, _status_text)
 
@@ -546,7 +546,7 @@ def top(popdir: Path, n: int, alive_only: bool, as_json: bool) -> None:
     """
     import time as _time
 
-    from .analysis import format_duration
+    from evo.analysis.analysis import format_duration
 
     h = _history(popdir)
     now = _time.time()
@@ -629,7 +629,7 @@ def _show_text(d: dict) -> str:
 @friendly
 def show(popdir: Path, individual: str, as_json: bool) -> None:
     """One individual: its DNA as a table, its fitness record, its parent and mutations."""
-    from .analysis import describe
+    from evo.analysis.analysis import describe
 
     emit(describe(_history(popdir), _id_arg(individual)), as_json, _show_text)
 
@@ -689,8 +689,8 @@ def graph(popdir: Path, individual: str, output: Path | None, as_json: bool) -> 
     """The architecture of ID as a Graphviz DOT graph (on stdout unless -o)."""
     import subprocess
 
-    from .dna import DNA
-    from .dot import render, to_dot
+    from evo.genome.real2017.dna import DNA
+    from evo.genome.real2017.dot import render, to_dot
 
     h = _history(popdir)
     i = _id_arg(individual)
@@ -732,7 +732,7 @@ def plot(popdir: Path, output: Path, axis: str, title: str | None, as_json: bool
     validation accuracy; living ones are ringed; the step line is the best so far; the
     ancestors of the best individual are joined in red.
     """
-    from .plots import progress_figure
+    from evo.plots import progress_figure
 
     h = _history(popdir)
     progress_figure(h, axis, path=output, title=title)
@@ -768,7 +768,7 @@ def export(popdir: Path, individual: str | None, best: bool, output: Path, as_js
     The file holds the DNA, the trained weights and the data normalisation;
     `evo.load_model(FILE)` returns a ready nn.Module in eval mode (images in [0, 1]).
     """
-    from .analysis import export_individual
+    from evo.analysis.analysis import export_individual
 
     h = _history(popdir)
     i = _pick_one(h, individual, best)
@@ -797,7 +797,7 @@ def evaluate(popdir: Path, best: bool, top_k: int | None, ids: tuple[int, ...], 
     "Best" means highest validation accuracy, as in the paper; the result is appended to
     POPDIR/evaluations.jsonl (one JSON object per line) unless --no-record.
     """
-    from .analysis import evaluate_test, record_evaluation
+    from evo.analysis.analysis import evaluate_test, record_evaluation
 
     if sum([best, top_k is not None, bool(ids)]) != 1:
         raise UserError("choose what to evaluate: --best, --top K or --id ID (one of them)")

@@ -11,7 +11,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .dna import DNA
+from evo.genome.real2017.dna import DNA
 
 __all__ = ["to_dot", "render"]
 

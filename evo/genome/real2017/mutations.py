@@ -17,7 +17,7 @@ import math
 import random
 from typing import Any, Callable, Mapping, Sequence
 
-from .dna import DNA, DNAError, Edge, EdgeType, Vertex, VertexType
+from evo.genome.real2017.dna import DNA, DNAError, Edge, EdgeType, Vertex, VertexType
 
 __all__ = ["MUTATIONS", "MutationConfig", "MutationError", "mutate"]
 

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .dna import DNA, Edge, VertexType
+from evo.genome.real2017.dna import DNA, Edge, VertexType
 
 __all__ = ["DNANet", "build_model", "inherit_weights"]
 

@@ -1,0 +1,5 @@
+"""The ``evo`` command line."""
+
+from evo.cli.cli import main
+
+__all__ = ["main"]

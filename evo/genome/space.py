@@ -1,0 +1,177 @@
+"""The search-space seam: one small interface over every genome evo can evolve.
+
+The worker, the population layer, FLOPs, export, ``evo show`` / ``evo graph`` and the analysis use
+a :class:`SearchSpace` without knowing which genome they hold::
+
+    space = evo.search_space("real2017")            # or "amoebanet", N=3, F=24
+    dna = space.seed((3, 32, 32), 10, rng)           # an individual of the initial population
+    child, record = space.mutate(dna, rng, n=1)     # record: one dict per mutation applied
+    space.validate(child)                           # raises GenomeError naming what is wrong
+    text = space.to_json(child); same = space.from_json(text)
+    net = space.build(child)                        # an nn.Module (torch imported only here)
+    space.flops(child, (3, 32, 32))                 # forward FLOPs per image
+    space.draw(child)                               # DOT text for Graphviz
+
+Pure Python: this module and every genome module import no torch.  ``build`` and ``inherit``
+import the space's network module (``SearchSpace.network_module``) when called; that lazy import
+is the one place where the genome layer reaches the network layer.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import random
+from typing import Any, ClassVar, Mapping, Sequence
+
+__all__ = ["GenomeError", "SearchSpace", "SPACES", "register", "search_space", "space_names"]
+
+
+class GenomeError(ValueError):
+    """A genome (or a search space's options) that is malformed; the message says what and where."""
+
+
+class SearchSpace:
+    """One search space: its genome type, seeds, mutations, cost, drawing and network builder.
+
+    Subclasses set :attr:`name`, :attr:`network_module` and implement the genome methods; a
+    genome is the space's own immutable value type (``DNA`` for ``real2017``).  Options (for
+    example ``N`` and ``F`` of the cell space) are given to the constructor and recorded in the
+    population's config, so every worker rebuilds the same space.
+    """
+
+    #: the name the space is registered and recorded under
+    name: ClassVar[str] = ""
+    #: the torch module (network layer) with ``build(space, genome)`` and ``inherit(...)``
+    network_module: ClassVar[str] = ""
+    #: the options a population records, with their defaults
+    defaults: ClassVar[Mapping[str, Any]] = {}
+
+    def __init__(self, **options: Any) -> None:
+        unknown = sorted(set(options) - set(self.defaults))
+        if unknown:
+            known = ", ".join(sorted(self.defaults)) or "none"
+            raise GenomeError(f"search space {self.name!r} has no option {unknown[0]!r} (options: {known})")
+        self.options: dict[str, Any] = {**self.defaults, **options}
+        self._check_options()
+
+    def _check_options(self) -> None:
+        """Raise :class:`GenomeError` for an option of the wrong type or out of range."""
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in sorted(self.options.items()))
+        return f"search_space({self.name!r}{', ' if opts else ''}{opts})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SearchSpace) and (self.name, self.options) == (other.name, other.options)
+
+    def __hash__(self) -> int:
+        return hash((self.name, json.dumps(self.options, sort_keys=True)))
+
+    # -- the genome ------------------------------------------------------------------------
+    def seed(self, input_shape: Sequence[int], num_classes: int, rng: random.Random) -> Any:
+        """An individual of the initial population."""
+        raise NotImplementedError
+
+    def random(self, input_shape: Sequence[int], num_classes: int, rng: random.Random) -> Any:
+        """A random architecture of the space (the random-search baseline)."""
+        raise NotImplementedError
+
+    def mutate(self, dna: Any, rng: random.Random, n: int = 1,
+               config: Mapping[str, Any] | None = None) -> tuple[Any, list[dict]]:
+        """Apply ``n`` mutations; return the child and one record per mutation applied."""
+        raise NotImplementedError
+
+    def resets_weights(self, record: Sequence[Mapping[str, Any]]) -> bool:
+        """Whether the mutations in ``record`` ask the child to start from fresh weights."""
+        return False
+
+    def learning_rate(self, dna: Any) -> float | None:
+        """The learning rate the genome carries, or None where it is a training setting."""
+        return None
+
+    def validate(self, dna: Any) -> Any:
+        """Return ``dna`` if it is well formed; raise :class:`GenomeError` naming the fault."""
+        raise NotImplementedError
+
+    def to_dict(self, dna: Any) -> dict:
+        raise NotImplementedError
+
+    def from_dict(self, d: Mapping[str, Any]) -> Any:
+        """Read (and validate) a genome; unknown keys are ignored, as everywhere in the format."""
+        raise NotImplementedError
+
+    def to_json(self, dna: Any) -> str:
+        return json.dumps(self.to_dict(dna), indent=1, sort_keys=True)
+
+    def from_json(self, text: str) -> Any:
+        try:
+            d = json.loads(text)
+        except (TypeError, ValueError) as e:
+            raise GenomeError(f"not a JSON genome: {e}") from None
+        if not isinstance(d, dict):
+            raise GenomeError(f"a genome is a JSON object, not {type(d).__name__}")
+        return self.from_dict(d)
+
+    # -- cost and pictures -----------------------------------------------------------------
+    def flops(self, dna: Any, input_shape: Sequence[int]) -> int:
+        """Forward FLOPs per image (multiply-adds counted as two)."""
+        raise NotImplementedError
+
+    def params(self, dna: Any, input_shape: Sequence[int]) -> int:
+        """Trainable parameters of the network the genome builds."""
+        raise NotImplementedError
+
+    def describe(self, dna: Any) -> dict[str, Any]:
+        """A few numbers that summarise the architecture (``evo show``, trends, the report)."""
+        return {}
+
+    def draw(self, dna: Any, title: str | None = None) -> str:
+        """The architecture as DOT text (Graphviz)."""
+        raise NotImplementedError
+
+    # -- the network (torch, imported here only) -------------------------------------------
+    def _network(self) -> Any:
+        return importlib.import_module(self.network_module)
+
+    def build(self, dna: Any) -> Any:
+        """The ``torch.nn.Module`` the genome describes."""
+        return self._network().build(self, dna)
+
+    def inherit(self, child_net: Any, parent_state: Mapping[str, Any], **kwargs: Any) -> dict[str, Any]:
+        """Copy into ``child_net`` what it can take of the parent's weights; return a summary."""
+        return self._network().inherit(self, child_net, parent_state, **kwargs)
+
+
+#: registered spaces by name; modules register on import (see :func:`register`)
+SPACES: dict[str, type[SearchSpace]] = {}
+#: where each built-in space lives, imported on first use (keeps ``import evo`` light)
+_BUILTIN = {"real2017": "evo.genome.real2017.space", "amoebanet": "evo.genome.amoebanet.space"}
+
+
+def register(cls: type[SearchSpace]) -> type[SearchSpace]:
+    """Class decorator: make a space available to :func:`search_space` under ``cls.name``."""
+    if not cls.name:
+        raise GenomeError(f"{cls.__name__} has no name")
+    SPACES[cls.name] = cls
+    return cls
+
+
+def space_names() -> list[str]:
+    """Every space that :func:`search_space` can build."""
+    return sorted(set(SPACES) | set(_BUILTIN))
+
+
+def search_space(name: str = "real2017", **options: Any) -> SearchSpace:
+    """The search space ``name`` with ``options`` (for example ``N=3, F=24`` for ``amoebanet``)."""
+    if name not in SPACES and name in _BUILTIN:
+        try:
+            importlib.import_module(_BUILTIN[name])
+        except ModuleNotFoundError as e:
+            if e.name != _BUILTIN[name]:
+                raise
+    cls = SPACES.get(name)
+    if cls is None:
+        raise GenomeError(f"unknown search space {name!r} (known: {', '.join(space_names())})")
+    return cls(**options)
+

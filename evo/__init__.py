@@ -1,8 +1,10 @@
 """evo: Large-Scale Evolution of Image Classifiers on Slurm, coordinated through a shared file system.
 
 The public API is re-exported here.  Names are loaded lazily, so that ``import evo`` and
-the pure modules (``evo.dna``, ``evo.mutations``, ``evo.flops``, ``evo.store``) stay fast and
-torch-free on a login node; torch is imported only when a torch-backed name is used.
+the pure layers (``evo.genome``, ``evo.population``) stay fast and torch-free on a login node;
+torch is imported only when a torch-backed name is used.  ``evo.search_space(name, **options)``
+is the face of every genome (``"real2017"`` is the default); ``seed_dna``, ``mutate`` and
+``build_model`` are those of ``real2017``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "search_space": "evo.genome.space",
+    "SearchSpace": "evo.genome.space",
+    "GenomeError": "evo.genome.space",
     "DNA": "evo.genome.real2017.dna",
     "DNAError": "evo.genome.real2017.dna",
     "Vertex": "evo.genome.real2017.dna",

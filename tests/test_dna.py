@@ -63,8 +63,6 @@ def _with_edge(d: DNA, eid: int, **changes) -> DNA:
         (lambda d: d["edges"][0].update(kernel=[2, 3]), "odd"),
         (lambda d: d["edges"][0].update(stride=3), "power of two"),
         (lambda d: d["edges"][0].update(channels=0), "channels"),
-        (lambda d: d.update(extra=1), "unknown DNA fields"),
-        (lambda d: d["edges"][0].update(colour="red"), "unknown fields"),
         (lambda d: d.update(format_version=FORMAT_VERSION + 1), "newer than this evo"),
         (lambda d: d.update(learning_rate=-1), "learning_rate"),
         (lambda d: d["vertices"].append({"id": 99, "type": "LINEAR"}), "next_id"),
@@ -77,6 +75,23 @@ def test_validation_names_the_problem(mutate_dict, message):
     mutate_dict(d)
     with pytest.raises(DNAError, match=message):
         DNA.from_dict(d)
+
+
+def test_unknown_keys_are_ignored_as_the_format_promises():
+    """docs/format.md: readers ignore unknown keys (a newer writer may add some)."""
+    d = small_convnet().to_dict()
+    d["extra"] = 1
+    d["edges"][0]["colour"] = "red"
+    d["vertices"][1]["note"] = {"any": "thing"}
+    assert DNA.from_dict(d) == small_convnet()
+
+
+def test_dna_errors_are_genome_errors():
+    from evo.genome import GenomeError
+
+    with pytest.raises(GenomeError, match="odd"):
+        DNA.from_dict({**small_convnet().to_dict(), "edges": [{**small_convnet().to_dict()["edges"][0], "kernel": [2, 3]}]})
+    assert issubclass(DNAError, ValueError)
 
 
 def test_unreachable_vertex_is_reported():

@@ -5,12 +5,18 @@ a :class:`SearchSpace` without knowing which genome they hold::
 
     space = evo.search_space("real2017")            # or "amoebanet", N=3, F=24
     dna = space.seed((3, 32, 32), 10, rng)           # an individual of the initial population
+    dna, record = space.random((3, 32, 32), 10, rng) # the random-search baseline's architecture
     child, record = space.mutate(dna, rng, n=1)     # record: one dict per mutation applied
-    space.validate(child)                           # raises GenomeError naming what is wrong
+    space.resets_weights(record)                    # train the child from scratch?
+    space.validate(child, (3, 32, 32), 10)          # raises GenomeError naming what is wrong
+    d = space.to_dict(child); same = space.from_dict(d)          # dna.json (unknown keys ignored)
     text = space.to_json(child); same = space.from_json(text)
-    net = space.build(child)                        # an nn.Module (torch imported only here)
     space.flops(child, (3, 32, 32))                 # forward FLOPs per image
-    space.draw(child)                               # DOT text for Graphviz
+    space.train_flops(child, (3, 32, 32))           # forward + backward FLOPs per training image
+    space.params(child, (3, 32, 32)); space.describe(child)       # size; a few summary numbers
+    space.draw(child, title="individual 7")         # DOT text for Graphviz
+    net = space.build(child)                        # an nn.Module (torch imported only here)
+    space.inherit(net, parent_state, parent=dna, child=child, mutations=record)
 
 Pure Python: this module and every genome module import no torch.  ``build`` and ``inherit``
 import the space's network module (``SearchSpace.network_module``) when called; that lazy import
@@ -24,11 +30,15 @@ import json
 import random
 from typing import Any, ClassVar, Mapping, Sequence
 
-__all__ = ["GenomeError", "SearchSpace", "SPACES", "register", "search_space", "space_names"]
+__all__ = ["GenomeError", "MutationError", "SearchSpace", "SPACES", "register", "search_space", "space_names"]
 
 
 class GenomeError(ValueError):
     """A genome (or a search space's options) that is malformed; the message says what and where."""
+
+
+class MutationError(RuntimeError):
+    """No allowed mutation applies to a genome (a too narrow allow-list in ``train.mutations``)."""
 
 
 class SearchSpace:
@@ -69,17 +79,28 @@ class SearchSpace:
         return hash((self.name, json.dumps(self.options, sort_keys=True)))
 
     # -- the genome ------------------------------------------------------------------------
-    def seed(self, input_shape: Sequence[int], num_classes: int, rng: random.Random) -> Any:
+    def seed(self, input_shape: Sequence[int], num_classes: int, rng: random.Random | None = None) -> Any:
         """An individual of the initial population."""
         raise NotImplementedError
 
-    def random(self, input_shape: Sequence[int], num_classes: int, rng: random.Random) -> Any:
-        """A random architecture of the space (the random-search baseline)."""
+    def random(self, input_shape: Sequence[int], num_classes: int, rng: random.Random,
+               config: Any = None) -> tuple[Any, list[dict]]:
+        """A random architecture of the space (the random-search baseline) and how it was drawn
+        (a record like :meth:`mutate`'s, possibly empty)."""
         raise NotImplementedError
 
+    def mutation_config(self, config: Any = None) -> Any:
+        """The space's mutation settings (``train.mutations`` of the config, a dict or None) read
+        and checked; raises ValueError naming the bad setting.  :meth:`mutate` takes the result."""
+        if config:
+            raise ValueError(f"search space {self.name!r} takes no mutation settings, got {sorted(config)}")
+        return None
+
     def mutate(self, dna: Any, rng: random.Random, n: int = 1,
-               config: Mapping[str, Any] | None = None) -> tuple[Any, list[dict]]:
-        """Apply ``n`` mutations; return the child and one record per mutation applied."""
+               config: Any = None) -> tuple[Any, list[dict]]:
+        """Apply ``n`` mutations; return the child and one record per mutation applied
+        (``{"name": ..., "detail": {...}}``, JSON-ready).  ``config``: see :meth:`mutation_config`.
+        Raises :class:`MutationError` when no allowed mutation applies."""
         raise NotImplementedError
 
     def resets_weights(self, record: Sequence[Mapping[str, Any]]) -> bool:
@@ -90,11 +111,14 @@ class SearchSpace:
         """The learning rate the genome carries, or None where it is a training setting."""
         return None
 
-    def validate(self, dna: Any) -> Any:
-        """Return ``dna`` if it is well formed; raise :class:`GenomeError` naming the fault."""
+    def validate(self, dna: Any, input_shape: Sequence[int] | None = None,
+                 num_classes: int | None = None) -> Any:
+        """Return ``dna`` if it is well formed (and, when given, fits images of ``input_shape``
+        and ``num_classes`` classes); raise :class:`GenomeError` naming the fault."""
         raise NotImplementedError
 
     def to_dict(self, dna: Any) -> dict:
+        """The genome as the JSON object of ``dna.json``."""
         raise NotImplementedError
 
     def from_dict(self, d: Mapping[str, Any]) -> Any:
@@ -114,16 +138,21 @@ class SearchSpace:
         return self.from_dict(d)
 
     # -- cost and pictures -----------------------------------------------------------------
-    def flops(self, dna: Any, input_shape: Sequence[int]) -> int:
+    def flops(self, dna: Any, input_shape: Sequence[int] | None = None) -> int:
         """Forward FLOPs per image (multiply-adds counted as two)."""
         raise NotImplementedError
 
-    def params(self, dna: Any, input_shape: Sequence[int]) -> int:
+    def train_flops(self, dna: Any, input_shape: Sequence[int] | None = None) -> int:
+        """FLOPs of one training image, forward and backward (about three forwards)."""
+        return 3 * self.flops(dna, input_shape)
+
+    def params(self, dna: Any, input_shape: Sequence[int] | None = None) -> int:
         """Trainable parameters of the network the genome builds."""
         raise NotImplementedError
 
     def describe(self, dna: Any) -> dict[str, Any]:
-        """A few numbers that summarise the architecture (``evo show``, trends, the report)."""
+        """A few numbers that summarise the architecture (``evo show``, trends, the report);
+        ``depth`` (an int) is recorded in ``fitness.json``."""
         return {}
 
     def draw(self, dna: Any, title: str | None = None) -> str:
@@ -139,7 +168,13 @@ class SearchSpace:
         return self._network().build(self, dna)
 
     def inherit(self, child_net: Any, parent_state: Mapping[str, Any], **kwargs: Any) -> dict[str, Any]:
-        """Copy into ``child_net`` what it can take of the parent's weights; return a summary."""
+        """Copy into ``child_net`` what it can take of the parent's weights (a state dict).
+
+        The worker passes ``parent=`` (the parent's genome), ``child=`` (the child's) and
+        ``mutations=`` (the record of :meth:`mutate`); a space uses what it needs (a
+        function-preserving space, all three).  Returns ``{"copied": [names], "fresh": [...],
+        "mismatched": [...]}``: the fitness record counts each list.
+        """
         return self._network().inherit(self, child_net, parent_state, **kwargs)
 
 

@@ -21,7 +21,7 @@ from torch import nn
 
 from evo.genome.real2017.dna import DNA, Edge, VertexType
 
-__all__ = ["DNANet", "build_model", "inherit_weights"]
+__all__ = ["DNANet", "build", "build_model", "inherit", "inherit_weights"]
 
 
 def conv_key(edge_id: int) -> str:
@@ -135,3 +135,16 @@ def inherit_weights(child: nn.Module, parent_state: Mapping[str, torch.Tensor]) 
                 tensor.copy_(src.to(tensor.device))
                 copied.append(name)
     return {"copied": copied, "fresh": fresh, "mismatched": mismatched}
+
+
+# -- the search-space seam (evo.genome.space.SearchSpace.build / .inherit) ----------------------
+def build(space: Any, dna: DNA) -> DNANet:
+    """``space.build(dna)`` for the ``real2017`` space: :func:`build_model`."""
+    return build_model(dna)
+
+
+def inherit(space: Any, child_net: nn.Module, parent_state: Mapping[str, torch.Tensor],
+            **context: Any) -> dict[str, Any]:
+    """``space.inherit(...)`` for the ``real2017`` space: the paper's name-and-shape match
+    (:func:`inherit_weights`); the parent's and child's genomes in ``context`` are not needed."""
+    return inherit_weights(child_net, parent_state)

@@ -19,11 +19,12 @@ Structure kept by the mutations (and checked by :meth:`DNA.validate`):
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 from enum import Enum
 from typing import Any, Iterable
+
+from evo.genome.space import GenomeError
 
 FORMAT_VERSION = 1
 
@@ -39,8 +40,8 @@ __all__ = [
 ]
 
 
-class DNAError(ValueError):
-    """A DNA that is malformed; the message says what is wrong and where."""
+class DNAError(GenomeError):
+    """A DNA that is malformed; the message says what is wrong and where (a :class:`GenomeError`)."""
 
 
 class VertexType(str, Enum):
@@ -110,8 +111,6 @@ _DNA_FIELDS = {
     "num_classes",
     "next_id",
 }
-_VERTEX_FIELDS = {"id", "type"}
-_EDGE_FIELDS = {"id", "src", "dst", "type", "channels", "kernel", "stride", "skip"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -319,9 +318,7 @@ class DNA:
                 f"the DNA has format_version {version}, newer than this evo understands ({FORMAT_VERSION}); "
                 "upgrade evo to read it"
             )
-        unknown = set(d) - _DNA_FIELDS
-        if unknown:
-            raise DNAError(f"unknown DNA fields {sorted(unknown)}")
+        # unknown keys are ignored, as everywhere in the format (docs/format.md)
         missing = _DNA_FIELDS - set(d)
         if missing:
             raise DNAError(f"missing DNA fields {sorted(missing)}")
@@ -352,10 +349,6 @@ class DNA:
             raise DNAError(f"DNA is not valid JSON: {exc}") from exc
         return cls.from_dict(d, validate=validate)
 
-    def fingerprint(self) -> str:
-        """A short, stable hash of the whole DNA (ids included, since inheritance keys on them)."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
-
     # ------------------------------------------------------------------ editing helpers
     def replace(self, **changes: Any) -> "DNA":
         return dataclasses.replace(self, **changes)
@@ -376,9 +369,6 @@ def edge_output_shape(e: Edge, in_shape: tuple[int, int, int]) -> tuple[int, int
 def _vertex_from_dict(d: Any) -> Vertex:
     if not isinstance(d, dict):
         raise DNAError(f"a vertex must be an object, got {d!r}")
-    unknown = set(d) - _VERTEX_FIELDS
-    if unknown:
-        raise DNAError(f"vertex {d.get('id')}: unknown fields {sorted(unknown)}")
     try:
         vtype = VertexType(d.get("type", "LINEAR"))
     except ValueError:
@@ -389,9 +379,6 @@ def _vertex_from_dict(d: Any) -> Vertex:
 def _edge_from_dict(d: Any) -> Edge:
     if not isinstance(d, dict):
         raise DNAError(f"an edge must be an object, got {d!r}")
-    unknown = set(d) - _EDGE_FIELDS
-    if unknown:
-        raise DNAError(f"edge {d.get('id')}: unknown fields {sorted(unknown)}")
     try:
         etype = EdgeType(d.get("type", "IDENTITY"))
     except ValueError:

@@ -18,6 +18,7 @@ import random
 from typing import Any, Callable, Mapping, Sequence
 
 from evo.genome.real2017.dna import DNA, DNAError, Edge, EdgeType, Vertex, VertexType
+from evo.genome.space import MutationError
 
 __all__ = ["MUTATIONS", "MutationConfig", "MutationError", "mutate"]
 
@@ -32,10 +33,6 @@ FILTER_SIZE = "FILTER-SIZE"
 INSERT_ONE_TO_ONE = "INSERT-ONE-TO-ONE"
 ADD_SKIP = "ADD-SKIP"
 REMOVE_SKIP = "REMOVE-SKIP"
-
-
-class MutationError(RuntimeError):
-    """No allowed mutation could be applied (only possible with a narrow allow-list)."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,8 +21,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from evo.analysis import analysis as _analysis
-from evo.analysis.analysis import History
+from evo.analysis.history import History, axis_label
+from evo.analysis.loading import history_of
 
 __all__ = ["progress_figure", "compare_runs_figure", "compare_runs_table", "architecture_trends_figure",
            "save"]
@@ -54,12 +54,12 @@ def save(fig, path: str | os.PathLike, dpi: int = 120) -> str:
 
 
 def _load(pop: Any) -> History:
-    return pop if isinstance(pop, History) else _analysis.load(pop)
+    return history_of(pop)
 
 
 def _unit(axis: str, x: np.ndarray) -> tuple[float, str]:
     """(factor, axis label): FLOPs shown in a readable unit."""
-    label = _analysis._axis_label(axis)
+    label = axis_label(axis)
     if axis != "flops" or not len(x):
         return 1.0, label
     top = float(np.nanmax(x))

@@ -19,3 +19,19 @@ def _restore_signal_handlers():
     yield
     for sig, handler in saved.items():
         signal.signal(sig, handler)
+
+
+@pytest.fixture(scope="session")
+def population(tmp_path_factory) -> Path:
+    """The session's population made by a real short run (tests/populations.py), built once."""
+    from populations import build_population
+
+    return build_population(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def history(population):
+    """:func:`evo.analysis.load` of the session's population."""
+    from evo import analysis
+
+    return analysis.load(population)

@@ -20,18 +20,7 @@ from click.testing import CliRunner
 import evo
 from evo import analysis
 from evo.cli.cli import main
-from test_analysis import REPO, build_population
-from test_plots import assert_real_png
-
-
-@pytest.fixture(scope="session")
-def population(tmp_path_factory) -> Path:
-    return build_population(tmp_path_factory)
-
-
-@pytest.fixture(scope="session")
-def history(population) -> analysis.History:
-    return analysis.load(population)
+from populations import REPO, assert_real_png
 
 
 @pytest.fixture(scope="session")

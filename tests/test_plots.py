@@ -2,37 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from evo import analysis, plots
-from test_analysis import build_population, make_fake_population
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-@pytest.fixture(scope="session")
-def population(tmp_path_factory) -> Path:
-    return build_population(tmp_path_factory)
-
-
-def assert_real_png(path: Path, min_size: tuple[int, int] = (300, 400)) -> np.ndarray:
-    """A PNG file that matplotlib reads back, of a decent size, with a drawing on it."""
-    from matplotlib import image
-
-    data = Path(path).read_bytes()
-    assert data[:8] == PNG_SIGNATURE, f"{path} is not a PNG"
-    assert len(data) > 10_000, f"{path} is suspiciously small ({len(data)} bytes)"
-    img = image.imread(str(path))
-    assert img.ndim == 3 and img.shape[0] >= min_size[0] and img.shape[1] >= min_size[1]
-    rgb = img[..., :3]
-    assert rgb.std() > 0.02, "the image is (almost) uniform"
-    colours = np.unique((rgb.reshape(-1, 3) * 255).astype(np.uint8), axis=0)
-    assert len(colours) > 20, "too few colours for a plot"
-    return img
-
+from populations import PNG_SIGNATURE, assert_real_png, make_fake_population
 
 @pytest.mark.parametrize("axis", ["time"])  # "flops": test_cli_inspect.py; "individuals": the SVG below
 def test_progress_figure(population, tmp_path, axis):

@@ -200,7 +200,9 @@ def worker(popdir: Path, time_limit: float | None, worker_id: str | None, device
     """Run one stateless worker on POPDIR until the experiment ends.
 
     Exit codes: 0 finished or stopped; 3 interrupted (SIGTERM, SIGUSR2, --time-limit) after
-    handing the in-flight child back for resumption; 1 error; 2 bad usage.
+    handing the in-flight child back for resumption; 2 bad usage, or a problem a person must fix
+    first (not a population, a full or read-only file system, a bad --device: one line says
+    which, and the child was handed back); 1 any other error.
     """
     import time as _time
 
@@ -223,7 +225,7 @@ def worker(popdir: Path, time_limit: float | None, worker_id: str | None, device
         except Exception as exc:
             if type(exc).__module__.startswith("evo."):
                 click.echo(f"evo worker: error: {exc}", err=True)
-                sys.exit(EXIT_ERROR)
+                sys.exit(getattr(exc, "exit_code", EXIT_ERROR))  # 2: a person must act (NeedsFix)
             raise
     finally:
         stop.ignore_from_now()     # the exit code is decided: a late signal must not replace it
@@ -404,7 +406,7 @@ def demo(ctx: click.Context, directory: Path, workers: int | None, max_individua
 
 
 def _history(popdir: Path, **kw: Any):
-    from evo.analysis.analysis import load
+    from evo.analysis import load
 
     return load(str(popdir), **kw)
 
@@ -468,7 +470,7 @@ def _short(v: Any) -> str:
 
 
 def _status_text(d: dict) -> str:
-    from evo.analysis.analysis import format_duration
+    from evo.analysis import format_duration
 
     c = d["counts"]
     k = d["knobs"]
@@ -526,7 +528,7 @@ def status(popdir: Path, as_json: bool) -> None:
 
     Read-only and lock-free: safe to run at any time on a live population.
     """
-    from evo.analysis.analysis import status as get_status
+    from evo.analysis import status as get_status
 
     emit(get_status(str(popdir)), as_json, _status_text)
 
@@ -546,7 +548,7 @@ def top(popdir: Path, n: int, alive_only: bool, as_json: bool) -> None:
     """
     import time as _time
 
-    from evo.analysis.analysis import format_duration
+    from evo.analysis import format_duration
 
     h = _history(popdir)
     now = _time.time()
@@ -629,7 +631,7 @@ def _show_text(d: dict) -> str:
 @friendly
 def show(popdir: Path, individual: str, as_json: bool) -> None:
     """One individual: its DNA as a table, its fitness record, its parent and mutations."""
-    from evo.analysis.analysis import describe
+    from evo.analysis import describe
 
     emit(describe(_history(popdir), _id_arg(individual)), as_json, _show_text)
 
@@ -768,7 +770,7 @@ def export(popdir: Path, individual: str | None, best: bool, output: Path, as_js
     The file holds the DNA, the trained weights and the data normalisation;
     `evo.load_model(FILE)` returns a ready nn.Module in eval mode (images in [0, 1]).
     """
-    from evo.analysis.analysis import export_individual
+    from evo.analysis import export_individual
 
     h = _history(popdir)
     i = _pick_one(h, individual, best)
@@ -797,7 +799,7 @@ def evaluate(popdir: Path, best: bool, top_k: int | None, ids: tuple[int, ...], 
     "Best" means highest validation accuracy, as in the paper; the result is appended to
     POPDIR/evaluations.jsonl (one JSON object per line) unless --no-record.
     """
-    from evo.analysis.analysis import evaluate_test, record_evaluation
+    from evo.analysis import evaluate_test, record_evaluation
 
     if sum([best, top_k is not None, bool(ids)]) != 1:
         raise UserError("choose what to evaluate: --best, --top K or --id ID (one of them)")

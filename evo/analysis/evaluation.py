@@ -1,0 +1,120 @@
+"""Test-split evaluation of evolved individuals and of their ensembles, and its record on disk.
+
+The only place where evo touches the test split.  As in Real et al. 2017, "best" is chosen by
+validation accuracy and then evaluated on the test split; an ensemble averages the softmax
+probabilities of its members.  Accuracy is measured by the network layer's own evaluation
+(:func:`evo.network.train.evaluate_split`), the one that computes every child's validation
+accuracy, so that a test accuracy means the same as a fitness: in particular an image whose
+output is not finite counts as wrong.  torch is imported only when :func:`evaluate_test` is called.
+
+Results are appended to ``POPDIR/evaluations.jsonl`` (one JSON object per line).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from typing import Any, Sequence
+
+from evo.analysis.errors import NoTestSplitError
+from evo.analysis.history import History
+from evo.analysis.loading import history_of
+from evo.analysis.models import checkpoint_of, load_individual_model, load_population_dataset
+from evo.population import store as _store
+
+__all__ = ["EVALUATIONS_FILE", "evaluate_test", "record_evaluation", "read_evaluations"]
+
+#: Where :func:`record_evaluation` appends test-set results (one JSON object per line).
+EVALUATIONS_FILE = "evaluations.jsonl"
+
+
+def _ensemble(models: list) -> Any:
+    """One network whose output is the mean of its members' softmax probabilities (the paper's
+    ensemble); a member's non-finite output makes the mean non-finite, so the image counts as wrong."""
+    import torch
+    from torch import nn
+
+    class Ensemble(nn.Module):
+        def __init__(self, members: list) -> None:
+            super().__init__()
+            self.members = nn.ModuleList(members)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.stack([torch.softmax(m(x).float(), dim=1) for m in self.members]).mean(0)
+
+    return Ensemble(models).eval()
+
+
+def evaluate_test(pop: str | os.PathLike | History, ids: Sequence[int], *, ensemble: bool = False,
+                  device: str | None = None, batch_size: int = 500, dataset: Any = None) -> dict[str, Any]:
+    """Test-set accuracy of each individual in ``ids`` and, with ``ensemble``, of their
+    ensemble (the average of their softmax probabilities, as in the paper).
+
+    Returns ``{"dataset", "n_test", "models": [{"id", "fitness", "test_accuracy"}], "ensemble":
+    {"ids", "test_accuracy"} or None, ...}``.
+    """
+    import torch
+
+    from evo.network.train import evaluate_split
+
+    h = history_of(pop)
+    ids = [int(i) for i in ids]
+    for i in ids:
+        checkpoint_of(h, i)  # fail before the (slow) data set load
+    ds = dataset if dataset is not None else load_population_dataset(h)
+    if ds.test_x is None or len(ds.test_x) == 0:
+        raise NoTestSplitError(f"data set {h.config.dataset!r} ({dict(h.config.dataset_kwargs)}) has no test split; "
+                               f"evo evaluate needs one (synthetic: n_test > 0; imagefolder: test_root=DIR)")
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    models = []
+    nets = []
+    for i in ids:
+        net = load_individual_model(h, i, device=str(dev))
+        models.append({"id": i, "fitness": h[i].fitness,
+                       "test_accuracy": evaluate_split(net, ds, "test", batch_size)})
+        if ensemble:
+            nets.append(net)
+        else:
+            del net
+    ens = None
+    if ensemble and nets:
+        ens = {"ids": ids, "test_accuracy": evaluate_split(_ensemble(nets), ds, "test", batch_size)}
+    return {"popdir": h.root, "dataset": h.config.dataset, "dataset_kwargs": dict(h.config.dataset_kwargs),
+            "n_test": int(len(ds.test_x)), "split_seed": getattr(ds, "split_seed", None), "models": models,
+            "ensemble": ens, "device": str(dev)}
+
+
+def record_evaluation(popdir: str | os.PathLike, result: dict[str, Any]) -> str:
+    """Append a test-set result to ``POPDIR/evaluations.jsonl`` (one JSON object per line,
+    with the time ``t`` and ``host``); returns the file's path."""
+    path = os.path.join(os.fspath(popdir), EVALUATIONS_FILE)
+    line = {"t": time.time(), "host": socket.gethostname(), **result}
+    payload = (json.dumps(line, sort_keys=True, default=str) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, payload)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return path
+
+
+def read_evaluations(popdir: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every result recorded by :func:`record_evaluation` (torn lines skipped)."""
+    path = os.path.join(os.fspath(popdir), EVALUATIONS_FILE)
+    try:
+        data = _store.read_bytes(path)
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in data.split(b"\n"):
+        if line.strip():
+            try:
+                d = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(d, dict):
+                out.append(d)
+    return out

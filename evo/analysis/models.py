@@ -1,0 +1,99 @@
+"""An individual's trained network: its weights, the model, and one self-contained export file.
+
+The result of Large-Scale Evolution is a trained model, not only an architecture; these functions
+get it out of a population.  torch is imported only when one of them is called, so that
+``import evo.analysis`` stays torch-free.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from evo.analysis.errors import AnalysisError, NoCheckpointError
+from evo.analysis.history import History
+from evo.analysis.loading import history_of
+
+__all__ = ["checkpoint_of", "load_individual_weights", "load_individual_model", "load_population_dataset",
+           "export_individual"]
+
+
+def checkpoint_of(h: History, i: int) -> str:
+    """The trained weights of ``i``; :class:`NoCheckpointError` with the reason if gone."""
+    r = h[i]
+    p = h.checkpoint(i)
+    if p is not None:
+        return p
+    kc = h.config.keep_checkpoints
+    if r.status == "dead":
+        why = (f"its weights were dropped when it died (keep_checkpoints={kc!r}; use 'all' or 'top:K' "
+               f"to keep the best models' weights)")
+    elif r.status == "retraining":
+        why = "it is being retrained right now (reset-weights); try again when it is committed"
+    else:
+        why = "its checkpoint.pt is missing (run `evo fsck`)"
+    alive = h.best(alive_only=True)
+    hint = f"; the best living individual is {alive.id} ({alive.fitness:.4f})" if alive else ""
+    raise NoCheckpointError(f"individual {i} has no trained weights: {why}{hint}")
+
+
+def load_individual_weights(h: History, i: int) -> tuple[str, dict]:
+    """(checkpoint path, state dict) of ``i``; an unreadable (torn, truncated) checkpoint is one
+    :class:`AnalysisError` that names the file."""
+    from evo.network.weights import WeightsError, load_state_dict
+
+    ck = checkpoint_of(h, i)
+    try:
+        return ck, load_state_dict(ck, "cpu", fix=f"run `evo fsck --repair {h.root}` to retrain that individual, "
+                                                  f"or choose another one")
+    except WeightsError as exc:
+        raise AnalysisError(str(exc)) from None
+
+
+def _genome(h: History, i: int) -> Any:
+    from evo.genome.real2017.dna import DNA
+
+    return DNA.from_dict(h.dna(i))
+
+
+def load_individual_model(pop: str | os.PathLike | History, i: int, device: str = "cpu"):
+    """Individual ``i`` as its trained network (:class:`evo.network.real2017.DNANet`, eval mode).
+
+    Expects normalised inputs; :func:`export_individual` writes a self-contained model
+    that normalises its own inputs.
+    """
+    from evo.network.real2017 import build_model
+
+    h = history_of(pop)
+    ck, weights = load_individual_weights(h, i)
+    net = build_model(_genome(h, i))
+    missing, unexpected = net.load_state_dict(weights, strict=False)
+    if missing or unexpected:
+        raise AnalysisError(f"{ck}: weights do not fit the DNA of {i} (missing {missing}, unexpected {unexpected})")
+    return net.to(device).eval()
+
+
+def load_population_dataset(h: History) -> Any:
+    """The population's data set, as its workers load it (``config.dataset`` and its options)."""
+    from evo.network.data import load_dataset
+
+    return load_dataset(h.config.dataset, **dict(h.config.dataset_kwargs))
+
+
+def export_individual(pop: str | os.PathLike | History, i: int, path: str | os.PathLike,
+                      dataset: Any = None) -> dict[str, Any]:
+    """Write individual ``i`` as one self-contained model file (:func:`evo.network.export.export_model`:
+    DNA + weights + the data set's normalisation); read it back with ``evo.load_model``."""
+    from evo.network.export import export_model
+
+    h = history_of(pop)
+    r = h[i]
+    ck, weights = load_individual_weights(h, i)  # a damaged file fails before the data set is loaded
+    ds = dataset if dataset is not None else load_population_dataset(h)
+    meta = {"id": r.id, "fitness": r.fitness, "parent_id": r.parent_id, "popdir": h.root,
+            "dataset": h.config.dataset, "dataset_kwargs": dict(h.config.dataset_kwargs),
+            "params": r.params, "flops": r.flops, "exported_at": time.time()}
+    out = export_model(path, _genome(h, i), weights, ds.mean, ds.std,
+                       classes=(ds.info or {}).get("classes"), meta=meta)
+    return {"id": r.id, "path": str(out), "fitness": r.fitness, "checkpoint": ck}

@@ -31,6 +31,7 @@ _EXPORTS = {
     "count_params": "evo.genome.real2017.flops",
     "build_model": "evo.network.real2017",
     "inherit_weights": "evo.network.real2017",
+    "preserve_function": "evo.network.preserve",
     "load_dataset": "evo.network.data",
     "train": "evo.network.train",
     "evaluate": "evo.network.train",

@@ -18,6 +18,7 @@ import random
 from typing import Any, Callable, Mapping, Sequence
 
 from evo.genome.real2017.dna import DNA, DNAError, Edge, EdgeType, Vertex, VertexType
+from evo.genome.real2017.growth import GROWTH_MUTATIONS
 from evo.genome.space import MutationError
 
 __all__ = ["MUTATIONS", "MutationConfig", "MutationError", "mutate"]
@@ -40,7 +41,8 @@ class MutationConfig:
     """Which mutations may be drawn, how often, and the bounds that keep a child trainable.
 
     ``weights`` maps mutation names to relative probabilities (missing names weigh 1;
-    the paper draws uniformly).  ``allowed`` restricts the draw to a subset.
+    the paper draws uniformly; the growth mutations WIDEN, DEEPEN and LARGER-FILTER weigh 0
+    unless ``weights`` or ``allowed`` names them).  ``allowed`` restricts the draw to a subset.
     """
 
     weights: Mapping[str, float] = dataclasses.field(default_factory=dict)
@@ -64,7 +66,9 @@ class MutationConfig:
 
     def candidates(self) -> list[tuple[str, float]]:
         names = list(self.allowed) if self.allowed is not None else list(MUTATIONS)
-        return [(n, float(self.weights.get(n, 1.0))) for n in names if self.weights.get(n, 1.0) > 0]
+        default = {n: 0.0 for n in GROWTH_MUTATIONS} if self.allowed is None else {}
+        weights = [(n, float(self.weights.get(n, default.get(n, 1.0)))) for n in names]
+        return [(n, w) for n, w in weights if w > 0]
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> "MutationConfig":
@@ -270,6 +274,7 @@ MUTATIONS: dict[str, MutationFn] = {
     INSERT_ONE_TO_ONE: insert_one_to_one,
     ADD_SKIP: add_skip,
     REMOVE_SKIP: remove_skip,
+    **GROWTH_MUTATIONS,  # WIDEN, DEEPEN, LARGER-FILTER: weight 0 unless the config names them
 }
 
 

@@ -316,3 +316,137 @@ def test_a_warning_during_start_up_is_kept_and_nothing_is_taken(tmp_path):
         if early:
             break
     assert early, "the worker's signal handlers went in only after torch was loaded, 3 times out of 3"
+
+
+# ------------------------------------------------------------------ nothing one individual does stops the worker
+def _invalid_conv(dna: dict) -> dict:
+    """``dna`` with its first edge turned into a convolution of even filter size (fails validation)."""
+    bad = json.loads(json.dumps(dna))
+    bad["edges"][0].update(type="CONV", channels=4, kernel=[2, 2], stride=1)
+    return bad
+
+
+def _accounted(root: Path) -> set[int]:
+    """Ids that are alive, dead (with a record) or quarantined: every individual that was ever born."""
+    ids = {int(p.name) for p in (root / "alive").iterdir() if p.name.isdigit()}
+    ids |= {int(p.name) for p in (root / "dead").glob("*/*") if p.name.isdigit()}
+    if (root / "quarantine").is_dir():
+        ids |= {int(p.name.split(".")[0]) for p in (root / "quarantine").rglob("*") if p.name.split(".")[0].isdigit()}
+    return ids
+
+
+def test_a_parent_whose_dna_fails_validation_does_not_stop_the_evolution(tmp_path):
+    root = tmp_path / "pop"
+    pop = make_pop(root, population_size=3, max_individuals=10, lease_ttl_s=1.0, heartbeat_s=0.3,
+                   max_attempts=2)
+    assert run_worker(str(root), max_children=3, handle_signals=False, progress=lambda m: None) == EXIT_DONE
+    alive = sorted((root / "alive").iterdir())
+    assert len(alive) == 3
+    for a in alive:  # every parent the selection can draw is unusable
+        bad = a / "dna.json"
+        bad.write_text(json.dumps(_invalid_conv(json.loads(bad.read_text()))))
+    messages: list[str] = []
+    assert run_worker(str(root), handle_signals=False, progress=messages.append) == EXIT_DONE
+    assert any("cannot be used" in m and "filter sizes must be odd" in m for m in messages), messages
+    st = pop.status()
+    assert st["inflight"] == 0 and st["pending"] == 0
+    assert len(_accounted(root)) >= 10
+
+
+def test_a_pending_task_whose_dna_fails_validation_is_set_aside_and_the_rest_is_trained(tmp_path):
+    root = tmp_path / "pop"
+    pop = make_pop(root, population_size=3, max_individuals=3, lease_ttl_s=1.0, heartbeat_s=0.3, max_attempts=2)
+    first = sorted((root / "pending").iterdir())[0]
+    tj = json.loads((first / "task.json").read_text())
+    tj["dna"] = _invalid_conv(seed_dna((3, 8, 8), 10).to_dict())
+    (first / "task.json").write_text(json.dumps(tj))
+    messages: list[str] = []
+    assert run_worker(str(root), handle_signals=False, progress=messages.append) == EXIT_DONE
+    assert any(f"child {first.name} (seed) cannot be used" in m for m in messages), messages
+    fits = {ind.id: ind.fitness for ind in pop.individuals()}
+    good = [i for i, f in fits.items() if f.get("outcome") == "ok"]
+    assert len(good) == 2 and int(first.name) not in good
+    st = pop.status()
+    assert st["inflight"] == 0 and st["pending"] == 0
+    assert int(first.name) in _accounted(root)
+
+
+def test_unknown_keys_in_a_parents_dna_are_ignored(tmp_path):
+    root = tmp_path / "pop"
+    pop = make_pop(root, population_size=2, max_individuals=4)
+    assert run_worker(str(root), max_children=2, handle_signals=False, progress=lambda m: None) == EXIT_DONE
+    for p in (root / "alive").glob("*/dna.json"):
+        d = json.loads(p.read_text())
+        d["comment"] = "written by a newer evo"
+        d["edges"][0]["colour"] = "red"
+        p.write_text(json.dumps(d))
+    assert run_worker(str(root), handle_signals=False, progress=lambda m: None) == EXIT_DONE
+    children = [ind.fitness for ind in pop.individuals() if ind.fitness.get("parent_id") is not None]
+    assert len(children) == 2 and all(r["outcome"] == "ok" for r in children)
+
+
+def _fail_with(kind: str):
+    import errno as _errno
+
+    def fail(*args, **kwargs):
+        if kind == "oserror":
+            raise OSError(_errno.ENOSPC, "No space left on device")
+        raise RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 64 vs 0; "
+                           "basic_ios::clear: iostream error")
+    return fail
+
+
+@pytest.mark.parametrize("kind", ["oserror", "runtimeerror"])
+@pytest.mark.parametrize("when", ["checkpoint", "commit"])
+def test_a_full_disk_hands_the_child_back_and_exits_with_one_line(tmp_path, monkeypatch, kind, when):
+    """torch.save failing for lack of space (ENOSPC, or torch's RuntimeError for it): the worker hands
+    the child back and exits 2 with one line; once space is freed any worker finishes the child."""
+    from click.testing import CliRunner
+
+    from evo.cli.cli import main
+    import evo.worker.loop as worker_mod
+
+    root = tmp_path / "pop"
+    train = {"check_every": 5, "poll_every": 2, "checkpoint_every_steps": 10} if when == "checkpoint" \
+        else {"check_every": 5, "poll_every": 2}
+    pop = make_pop(root, population_size=2, max_individuals=2, steps_per_child=40, checkpoint_every_s=1e6,
+                   train=train)
+    if when == "checkpoint":
+        monkeypatch.setattr(worker_mod, "save_state", _fail_with(kind))
+    else:
+        monkeypatch.setattr(worker_mod.torch, "save", _fail_with(kind))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    res = CliRunner().invoke(main, ["worker", str(root), "-q"])
+    assert res.exit_code == 2, res.output
+    err = res.stderr.strip()
+    assert len(err.splitlines()) == 1 and "cannot write" in err and "handed back" in err, err
+    assert "Traceback" not in res.output
+    if kind == "oserror":
+        assert "file system is full" in err
+    st = pop.status()
+    assert st["inflight"] == 0 and st["pending"] == 2 and st["trained"] == 0, st
+    assert not list((root / "pending").glob("*/checkpoint.pt")), "a half-written checkpoint was left"
+    monkeypatch.undo()                     # space is freed
+    assert run_worker(str(root), handle_signals=False, progress=lambda m: None) == EXIT_DONE
+    recs = [ind.fitness for ind in pop.individuals()]
+    assert len(recs) == 2 and all(r["outcome"] == "ok" and r["steps_trained"] == 40 for r in recs)
+    assert fsck(str(root)).ok
+
+
+def test_a_bad_device_or_a_missing_population_is_one_line_and_exit_2(tmp_path):
+    from click.testing import CliRunner
+
+    from evo.cli.cli import main
+
+    root = tmp_path / "pop"
+    make_pop(root, population_size=2, max_individuals=2)
+    res = CliRunner().invoke(main, ["worker", str(root), "--device", "tpu:7"])
+    assert res.exit_code == 2 and "--device tpu:7" in res.stderr and "Traceback" not in res.output
+    if not torch.cuda.is_available():
+        res = CliRunner().invoke(main, ["worker", str(root), "--device", "cuda"])
+        assert res.exit_code == 2 and "no CUDA device" in res.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    res = CliRunner().invoke(main, ["worker", str(empty)])
+    assert res.exit_code == 2 and "not an evo population" in res.stderr, res.output
+    assert Population.open(str(root)).status()["pending"] == 2

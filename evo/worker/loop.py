@@ -5,54 +5,109 @@ A worker owns nothing but its current lease.  Each step it asks the population f
 the configured strategy), then, outside the lock, builds the child (copy the parent,
 mutate, inherit matching weights), trains it, checkpoints the training state every few
 minutes, and commits the child's DNA, weights and fitness.  This module is where the
-store (files, locks, leases) meets the torch layer (model, data, training).
+store (files, locks, leases) meets the torch layer (model, data, training); it knows the
+genome only through the search-space seam (``evo.genome.search_space``, the space named in
+the population's config).
+
+Nothing one individual can do stops the worker: a parent or pending task whose genome cannot
+be used is set aside (quarantined by the population layer, counted as a failed attempt) and the
+worker goes on; a NaN loss or a network too large for the device is an unfit individual.
 
 Exit codes (the contract of ``slurm/worker.sbatch``): 0 when the experiment is finished or
 stopped, 3 when interrupted (SIGTERM, SIGUSR2, ``--time-limit``) after handing the
-in-flight child back, 1 on an error.
+in-flight child back, 2 when a person must act first (the population's file system is full or
+refuses writes, the mutation settings fit no individual: the one-line message says what and the
+in-flight child was handed back), 1 on any other error.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import errno
 import logging
 import math
 import os
 import random
+import shutil
 import time
 from typing import Any, Callable
 
 import torch
 
+from evo.genome import GenomeError, MutationError, SearchSpace, search_space
 from evo.network.data import Dataset, load_dataset
-from evo.genome.real2017.dna import DNA, seed_dna
-from evo.genome.real2017.flops import count_flops
-from evo.network.real2017 import build_model, inherit_weights
-from evo.genome.real2017.mutations import IDENTITY, RESET_WEIGHTS, MutationConfig, mutate, resets_weights
 from evo.worker.signals import StopRequest
-from evo.population.store import LeaseLost, Population, Task, Wait, WorkerInfo
+from evo.population.store import LeaseLost, Population, StoreError, Task, Wait, WorkerInfo
 from evo.network.train import StateError, TrainConfig, TrainResult, load_state, save_state, train
 
-__all__ = ["EXIT_DONE", "EXIT_ERROR", "EXIT_INTERRUPTED", "Worker", "random_dna", "run_worker"]
+__all__ = ["EXIT_DONE", "EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_NEEDS_FIX", "NeedsFix", "UnusableTask",
+           "Worker", "random_dna", "run_worker", "space_of"]
 
 EXIT_DONE = 0
 EXIT_ERROR = 1
+EXIT_NEEDS_FIX = 2
 EXIT_INTERRUPTED = 3
 
 log = logging.getLogger("evo.worker")
 
 
-def random_dna(rng: random.Random, input_shape: tuple[int, int, int], num_classes: int,
-               config: MutationConfig | None = None, max_mutations: int = 30) -> tuple[DNA, list[dict]]:
-    """The random-search baseline's architecture: the seed after U(0, max) random mutations.
+class UnusableTask(Exception):
+    """A task this worker cannot train: its genome, or its parent's, fails validation, or the task
+    record itself is malformed.  ``parent``: the parent is the culprit (not the child's own work)."""
 
-    Only structural mutations and learning-rate changes are drawn (IDENTITY and
-    RESET-WEIGHTS mean nothing for a model trained from scratch).
-    """
-    base = config or MutationConfig()
-    allowed = [n for n, _ in base.candidates() if n not in (IDENTITY, RESET_WEIGHTS)]
-    cfg = dataclasses.replace(base, allowed=tuple(allowed))
-    return mutate(seed_dna(input_shape, num_classes), rng, n=rng.randint(0, max_mutations), config=cfg)
+    def __init__(self, task: Task, why: str, *, parent: bool = False) -> None:
+        whose = f"parent {task.parent_id} of child {task.child_id}" if parent else f"child {task.child_id}"
+        super().__init__(f"{whose} ({task.kind}) cannot be used: {why}")
+        self.task = task
+        self.why = why
+        self.parent = parent
+
+
+class NeedsFix(Exception):
+    """A problem no worker can get past until a person acts (a full disk, a read-only population,
+    mutation settings that fit no individual); the message names the file or setting and the fix."""
+
+    exit_code = EXIT_NEEDS_FIX
+
+
+def pick_device(device: str | None) -> str:
+    """``--device``: cpu, cuda, cuda:N or mps, checked on this node (None or "auto": CUDA when there is one)."""
+    if device in (None, "", "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(str(device))
+    except (RuntimeError, ValueError):
+        raise NeedsFix(f"--device {device}: not a device evo can train on. Fix: use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise NeedsFix(f"--device {device}: this node has no CUDA device. Fix: run on a GPU node, or use "
+                           f"--device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise NeedsFix(f"--device {device}: this node has {torch.cuda.device_count()} CUDA device(s). Fix: "
+                           f"use cuda:0 .. cuda:{torch.cuda.device_count() - 1}, or plain cuda")
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise NeedsFix(f"--device {device}: MPS is not available here. Fix: use --device cpu")
+    elif dev.type != "cpu":
+        raise NeedsFix(f"--device {device}: evo trains on cpu, cuda or mps only. Fix: use one of those")
+    return str(device)
+
+
+def space_of(config: Any) -> SearchSpace:
+    """The search space a population's config names (``search_space``, ``space_options``);
+    ``real2017`` for a population written before the config recorded it."""
+    name = getattr(config, "search_space", None) or "real2017"
+    return search_space(name, **dict(getattr(config, "space_options", None) or {}))
+
+
+def random_dna(rng: random.Random, input_shape: tuple[int, int, int], num_classes: int,
+               config: Any = None, max_mutations: int = 30,
+               space: SearchSpace | None = None) -> tuple[Any, list[dict]]:
+    """The random-search baseline's architecture: ``space.random`` (for ``real2017``, the seed
+    after U(0, ``max_mutations``) random structural and learning-rate mutations)."""
+    space = space or search_space("real2017")
+    if max_mutations != 30:
+        return space.random(input_shape, num_classes, rng, config, max_mutations=max_mutations)
+    return space.random(input_shape, num_classes, rng, config)
 
 
 def _finite(x: Any) -> Any:
@@ -75,7 +130,7 @@ def _load_weights(path: str) -> dict[str, torch.Tensor]:
     return state
 
 
-def check_train_settings(settings: dict) -> None:
+def check_train_settings(settings: dict, space: SearchSpace | None = None) -> None:
     """Refuse, at ``evo init``, training settings that every worker would fail on."""
     import dataclasses as _dc
 
@@ -86,7 +141,7 @@ def check_train_settings(settings: dict) -> None:
         raise ValueError(f"config field 'train': unknown training settings {unknown}; known: {sorted(known)}")
     try:
         TrainConfig(**opts)
-        MutationConfig.from_dict(settings.get("mutations"))
+        (space or search_space("real2017")).mutation_config(settings.get("mutations"))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"config field 'train': {exc}") from None
 
@@ -97,16 +152,20 @@ class Worker:
     def __init__(self, root: str, *, worker_id: str | None = None, time_limit_s: float | None = None,
                  device: str | None = None, max_children: int | None = None,
                  progress: Callable[[str], None] | None = None, stop: StopRequest | None = None) -> None:
-        self.pop = Population.open(root)
+        try:
+            self.pop = Population.open(root)
+        except StoreError as exc:  # not a population, an unreadable or newer config: as `evo status`
+            raise NeedsFix(str(exc)) from None
         self.config = self.pop.config
         self.me = WorkerInfo.from_env(worker_id)
         self.deadline = None if time_limit_s is None else time.monotonic() + float(time_limit_s)
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = pick_device(device)
         self.max_children = max_children
         self.progress = progress or (lambda msg: log.info(msg))
         self.stop = stop or StopRequest()
         self.rng = random.Random(f"{self.config.seed}/{self.me.id}/{time.time_ns()}")
-        self.mutation_config = MutationConfig.from_dict(self.config.train.get("mutations"))
+        self.space = space_of(self.config)
+        self.mutation_config = self.space.mutation_config(self.config.train.get("mutations"))
         self._dataset: Dataset | None = None
         self.children = 0
         self._next: Task | Wait | None = None  # taken together with the last commit
@@ -142,30 +201,55 @@ class Worker:
                               "device": self.device})
 
     # ----------------------------------------------------------------------------- the child
-    def make_child(self, task: Task) -> tuple[DNA, list[dict], torch.nn.Module, dict | None, dict]:
-        """Build the child a task asks for: (dna, mutations, model, resume state, inheritance)."""
-        ds = self.dataset
-        inherited: dict[str, Any] = {"copied": 0, "fresh": 0}
+    def _genome(self, task: Task, d: Any, *, parent: bool = False) -> Any:
+        """A genome of the task read through the seam; :class:`UnusableTask` if it fails validation."""
+        try:
+            return self.space.from_dict(d)
+        except GenomeError as exc:
+            raise UnusableTask(task, str(exc), parent=parent) from None
+
+    def child_genome(self, task: Task) -> tuple[Any, list[dict], Any]:
+        """The genome a task asks for, the mutations that made it and its parent's genome (or None).
+
+        Raises :class:`UnusableTask` for a genome (the child's or its parent's) that fails
+        validation or does not fit the data set, or a malformed task record; :class:`NeedsFix`
+        when the mutation settings allow no mutation that applies.
+        """
+        ds, space = self.dataset, self.space
         kind = task.base_kind  # a resume whose DNA was never saved starts its original work over
-        if task.dna is not None:  # seed with a given DNA, retrain, or resume
-            dna = DNA.from_dict(task.dna)
-            mutations = list(task.mutations_applied or [])
-        elif kind == "seed":
-            base = self.config.seed_dna
-            dna = DNA.from_dict(base) if base else seed_dna(ds.input_shape, ds.num_classes)
-            mutations = []
-        elif kind == "random":
-            dna, mutations = random_dna(self.rng, ds.input_shape, ds.num_classes, self.mutation_config)
-        elif task.parent_dna is not None:
-            parent = DNA.from_dict(task.parent_dna)
-            dna, mutations = mutate(parent, self.rng, n=int(task.mutations), config=self.mutation_config)
-        else:
-            raise ValueError(f"task {task.child_id} ({task.kind}) names neither a DNA nor a parent")
-        if tuple(dna.input_shape) != tuple(ds.input_shape) or dna.num_classes != ds.num_classes:
-            raise ValueError(
-                f"child {task.child_id}: its DNA expects input {dna.input_shape} and {dna.num_classes} classes "
-                f"but the data set {ds.name} has {ds.input_shape} and {ds.num_classes}")
-        model = build_model(dna)
+        parent = self._genome(task, task.parent_dna, parent=True) if task.parent_dna is not None else None
+        try:
+            if task.dna is not None:  # seed with a given DNA, retrain, or resume
+                dna = self._genome(task, task.dna)
+                mutations = list(task.mutations_applied or [])
+            elif kind == "seed":
+                base = self.config.seed_dna
+                dna = self._genome(task, base) if base else space.seed(ds.input_shape, ds.num_classes, self.rng)
+                mutations = []
+            elif kind == "random":
+                dna, mutations = space.random(ds.input_shape, ds.num_classes, self.rng, self.mutation_config)
+            elif parent is not None:
+                dna, mutations = space.mutate(parent, self.rng, n=int(task.mutations), config=self.mutation_config)
+            else:
+                raise UnusableTask(task, "its task.json names neither a DNA nor a parent")
+            space.validate(dna, ds.input_shape, ds.num_classes)
+        except MutationError as exc:
+            raise NeedsFix(f"{exc} (train.mutations in {os.path.join(self.pop.root, 'config.json')})") from None
+        except GenomeError as exc:
+            raise UnusableTask(task, f"{exc} (data set {ds.name})") from None
+        except (TypeError, ValueError) as exc:  # a task.json field of the wrong type
+            raise UnusableTask(task, f"malformed task record ({type(exc).__name__}: {exc})") from None
+        return dna, mutations, parent
+
+    def make_child(self, task: Task) -> tuple[Any, list[dict], torch.nn.Module, dict | None, dict]:
+        """Build the child a task asks for: (genome, mutations, model, resume state, inheritance)."""
+        inherited: dict[str, Any] = {"copied": 0, "fresh": 0}
+        dna, mutations, parent = self.child_genome(task)
+        try:
+            model = self.space.build(dna)
+        except (MemoryError, RuntimeError) as exc:  # a hand-made genome far too large to allocate
+            raise UnusableTask(task, f"its network cannot be built ({type(exc).__name__}: "
+                                     f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
         state = None
         if task.resume_checkpoint and os.path.exists(task.resume_checkpoint):
             try:
@@ -173,21 +257,63 @@ class Worker:
             except StateError as exc:
                 self.progress(f"child {task.child_id}: cannot resume ({exc}); training from the start")
                 state = None
-        if state is None and task.inherit and task.parent_checkpoint and not resets_weights(mutations):
+        if state is None and task.inherit and task.parent_checkpoint and not self.space.resets_weights(mutations):
             try:
-                report = inherit_weights(model, _load_weights(task.parent_checkpoint))
+                report = self.space.inherit(model, _load_weights(task.parent_checkpoint),
+                                            parent=parent, child=dna, mutations=mutations)
                 inherited = {k: len(v) for k, v in report.items()}
             except Exception as exc:  # noqa: BLE001 - any unreadable file: torn, truncated, foreign
                 self.progress(f"child {task.child_id}: parent weights unreadable "
                               f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); fresh weights")
         return dna, mutations, model, state, inherited
 
+    # ----------------------------------------------------------------------------- writing
+    def _cannot_write(self, path: str, exc: BaseException) -> NeedsFix:
+        """The one-line error for a write into the population that failed (a full disk, most often)."""
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        where = os.path.dirname(path) or "."
+        try:
+            free: int | None = shutil.disk_usage(where).free
+        except OSError:
+            free = None
+        code = getattr(exc, "errno", None)
+        if code in (errno.ENOSPC, errno.EDQUOT) or (free is not None and free < (1 << 20)):
+            left = "" if free is None else f", {free // (1 << 20)} MiB left"
+            return NeedsFix(f"cannot write {path}: the file system is full (or over quota{left}). Fix: free "
+                            f"space there, then start workers again; the child was handed back and resumes "
+                            f"from its last checkpoint")
+        return NeedsFix(f"cannot write {path} ({type(exc).__name__}: {first}). Fix: make the population "
+                        f"directory writable (and check its free space), then start workers again; the "
+                        f"child was handed back")
+
+    def _writer(self, write: Callable[[str], Any]) -> Callable[[str], None]:
+        """``write(path)`` (a ``torch.save``) whose failure (ENOSPC, or torch's ``RuntimeError`` for
+        it) becomes :class:`NeedsFix`; a half-written file is removed."""
+
+        def guarded(path: str) -> None:
+            try:
+                write(path)
+            except (OSError, RuntimeError) as exc:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+                raise self._cannot_write(path, exc) from exc
+
+        return guarded
+
     def run_task(self, task: Task) -> str:
         """Train one task's child and commit it; return "committed", "interrupted" or "lost"."""
         lease = task.lease
         t0 = time.time()
+        space = self.space
         dna, mutations, model, state, inherited = self.make_child(task)
-        lease.save_dna(dna.to_dict(), mutations)
+        try:
+            lease.save_dna(space.to_dict(dna), mutations)
+        except LeaseLost:
+            raise
+        except OSError as exc:
+            raise self._cannot_write(os.path.join(lease.path, "dna.json"), exc) from exc
         names = ", ".join(m["name"] for m in mutations) or task.kind
         self.progress(f"child {task.child_id} ({task.kind}, parent {task.parent_id}): {names}; "
                       f"{'resuming at step ' + str(state['step']) if state else 'training'}")
@@ -202,16 +328,19 @@ class Worker:
             return {**st, "segments": prior + [[start, int(st["step"])]]}
 
         def checkpoint(st: dict) -> None:
-            lease.save_checkpoint(lambda path: save_state(with_segments(st), path))
+            lease.save_checkpoint(self._writer(lambda path: save_state(with_segments(st), path)))
 
+        lr = space.learning_rate(dna)
+        if lr is None:
+            raise NeedsFix(f"search space {space.name!r} gives no learning rate for child {task.child_id}")
         with lease.keepalive():
             try:
-                result: TrainResult = train(model, self.dataset, dna.learning_rate, cfg, state=state,
+                result: TrainResult = train(model, self.dataset, lr, cfg, state=state,
                                             on_checkpoint=checkpoint,
                                             should_stop=lambda: self.should_stop() or lease.lost)
             except torch.cuda.OutOfMemoryError as exc:
                 # a network too large for this device is an unfit individual, not a broken worker
-                model = build_model(dna)  # drop the device copy
+                model = space.build(dna)  # drop the device copy
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
                 result = TrainResult(None, int(state["step"]) if state else 0, "out_of_memory",
@@ -221,7 +350,7 @@ class Worker:
             return "lost"
         if result.outcome == "interrupted":
             try:
-                lease.save_checkpoint(lambda path: save_state(with_segments(result.state), path))
+                lease.save_checkpoint(self._writer(lambda path: save_state(with_segments(result.state), path)))
             except LeaseLost:
                 return "lost"
             self.pop.release(task, reason=f"interrupted: {self.stop.reason or 'stop'}")
@@ -229,8 +358,10 @@ class Worker:
                           f"({self.stop.reason}); checkpoint saved, handed back")
             return "interrupted"
         ds = self.dataset
-        cost = count_flops(dna, batch_size=cfg.batch_size, steps=result.steps_done,
-                           validation_images=len(ds.val_x))
+        # the paper's cost: training FLOPs per step x steps + one validation pass
+        forward = space.flops(dna, ds.input_shape)
+        total = space.train_flops(dna, ds.input_shape) * cfg.batch_size * result.steps_done \
+            + forward * len(ds.val_x)
         t_end = time.time()
         record = {
             "fitness": result.fitness if result.outcome == "ok" else None,
@@ -238,12 +369,12 @@ class Worker:
             "reason": result.reason,
             "steps_trained": result.steps_done,
             "segments": prior + [[start, result.steps_done]],
-            "flops": cost.total_flops,
-            "params": cost.params,
-            "forward_flops": cost.forward_flops,
+            "flops": total,
+            "params": space.params(dna, ds.input_shape),
+            "forward_flops": forward,
             "mutations": mutations,
-            "learning_rate": dna.learning_rate,
-            "depth": dna.depth(),
+            "learning_rate": lr,
+            "depth": space.describe(dna).get("depth"),
             "train_loss": result.train_loss,
             "train_wall_s": result.wall_s,
             "images_per_s": result.images_per_s,
@@ -254,9 +385,17 @@ class Worker:
         weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         # the next unit of work is taken in the same critical section as this commit
         more = not self.should_stop() and (self.max_children is None or self.children + 1 < self.max_children)
-        out = self.pop.commit(task, dna.to_dict(), _finite(record),
-                              checkpoint=lambda path: torch.save(weights, path),
-                              next_for=self.me if more else None, rng=self.rng)
+        try:
+            out = self.pop.commit(task, space.to_dict(dna), _finite(record),
+                                  checkpoint=self._writer(lambda path: torch.save(weights, path)),
+                                  next_for=self.me if more else None, rng=self.rng)
+        except (LeaseLost, NeedsFix):
+            raise
+        except (OSError, StoreError) as exc:
+            cause = exc if isinstance(exc, OSError) else exc.__cause__
+            if isinstance(cause, OSError):  # fitness.json or dna.json could not be written
+                raise self._cannot_write(getattr(cause, "filename", None) or lease.path, cause) from exc
+            raise
         self._next = out.next
         self.children += 1
         if not out:
@@ -277,8 +416,42 @@ class Worker:
             except Exception as exc:  # noqa: BLE001 - its lease expires and it is recovered
                 self.progress(f"child {nxt.child_id}: could not hand it back ({exc})")
 
+    def _set_aside(self, exc: UnusableTask) -> None:
+        """Keep an unusable task (or its parent) out of the way, counted as a failed attempt, so
+        that the evolution goes on: the population layer quarantines it (``evo status`` and ``evo
+        fsck`` report it; after ``max_attempts`` the child is abandoned)."""
+        task = exc.task
+        self.progress(f"{exc}; set aside")
+        quarantine = getattr(self.pop, "quarantine_task", None)
+        if callable(quarantine):
+            quarantine(task, reason=exc.why, parent=exc.parent)
+            return
+        # a population layer without quarantine: the lease is left to lapse (nothing renews it
+        # outside training), so that recovery counts the attempt as a failure and abandons the
+        # child after max_attempts; meanwhile this worker goes on with other work
+
+    def _no_room(self, exc: BaseException, task: Task | None) -> NeedsFix | None:
+        """:class:`NeedsFix` for a write the population's file system refused, else None."""
+        cause = exc if isinstance(exc, OSError) else exc.__cause__
+        if not isinstance(cause, OSError) or cause.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS,
+                                                                  errno.EACCES, errno.EPERM):
+            return None
+        where = cause.filename or (task.lease.path if task is not None else self.pop.root)
+        return self._cannot_write(str(where), cause)
+
+    def _give_back(self, task: Task | None, reason: str) -> None:
+        """Hand ``task`` (and a task taken with the last commit) back to pending/ for another worker."""
+        if task is not None:
+            try:
+                self.pop.release(task, reason=reason)
+            except Exception as exc:  # noqa: BLE001 - its lease expires and it is recovered
+                self.progress(f"child {task.child_id}: could not hand it back ({exc}); it is recovered "
+                              f"when its lease expires")
+        self._hand_back_next(reason)
+
     def run(self) -> int:
-        """Work until the experiment ends (0), an interruption (3), or an error (1)."""
+        """Work until the experiment ends (0) or an interruption (3); :class:`NeedsFix` (exit 2) when a
+        person must act first, any other exception (exit 1) after handing the child back."""
         self.progress(f"worker {self.me.id} on {self.device} for {self.pop.root}")
         while True:
             if self.should_stop():
@@ -290,10 +463,16 @@ class Worker:
                 return EXIT_DONE
             task, self._next = self._next, None
             if task is None:
-                task = self.pop.next_task(self.me, self.rng)
+                try:
+                    task = self.pop.next_task(self.me, self.rng)
+                except (OSError, StoreError) as exc:
+                    fix = self._no_room(exc, None)
+                    if fix is None:
+                        raise
+                    raise fix from exc
             if not task:
                 if task.done:
-                    self.progress(f"nothing more to do: {task.reason} {task.message}".rstrip())
+                    self.progress(f"nothing more to do: {task.message or task.reason}")
                     return EXIT_DONE
                 self.stop.event.wait(task.retry_after_s)
                 continue
@@ -302,13 +481,18 @@ class Worker:
             except LeaseLost as exc:
                 self.progress(str(exc))
                 continue
-            except BaseException:
+            except UnusableTask as exc:
+                self._set_aside(exc)
+                continue
+            except NeedsFix as exc:
+                self._give_back(task, f"cannot go on: {exc}")
+                raise
+            except BaseException as exc:
                 # a bug or a broken child: hand it back so nothing is lost, then fail loudly
-                try:
-                    self.pop.release(task, reason="worker error")
-                except Exception:  # noqa: BLE001 - the original error matters more
-                    pass
-                self._hand_back_next("worker error")
+                self._give_back(task, "worker error")
+                fix = self._no_room(exc, task) if isinstance(exc, (OSError, StoreError)) else None
+                if fix is not None:
+                    raise fix from exc
                 raise
             if status == "interrupted":
                 return EXIT_INTERRUPTED

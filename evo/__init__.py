@@ -35,7 +35,7 @@ _EXPORTS = {
     "load_dataset": "evo.network.data",
     "train": "evo.network.train",
     "evaluate": "evo.network.train",
-    "TrainConfig": "evo.network.train",
+    "TrainConfig": "evo.network.settings",
     "load_model": "evo.network.export",
     "export_model": "evo.network.export",
     "Population": "evo.population.store",

@@ -18,6 +18,7 @@ from torch import nn
 from evo.base.files import atomic_write
 from evo.genome.real2017.dna import DNA
 from evo.network.real2017 import DNANet, build_model
+from evo.network.weights import WeightsError, load_weights
 
 __all__ = ["EXPORT_FORMAT", "ExportedModel", "ExportError", "export_model", "load_model"]
 
@@ -25,7 +26,7 @@ EXPORT_FORMAT = "evo-model"
 EXPORT_VERSION = 1
 
 
-class ExportError(RuntimeError):
+class ExportError(WeightsError, RuntimeError):
     """An exported model file that cannot be read; the message names the file."""
 
 
@@ -81,12 +82,8 @@ def export_model(
 def load_model(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> ExportedModel:
     """A ready ``nn.Module`` in eval mode from a file written by :func:`export_model`."""
     path = Path(path)
-    try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except FileNotFoundError:
-        raise ExportError(f"{path}: no such file; write one with `evo export POPDIR --best -o {path}`") from None
-    except Exception as exc:  # torn, truncated or foreign file
-        raise ExportError(f"{path}: not a readable evo model file ({exc.__class__.__name__}: {exc})") from exc
+    payload = load_weights(path, map_location, error=ExportError,
+                           fix=f"write it again with `evo export POPDIR --best -o {path}`")
     if not isinstance(payload, dict) or payload.get("format") != EXPORT_FORMAT:
         raise ExportError(f"{path}: not an evo model file (no '{EXPORT_FORMAT}' marker)")
     if int(payload.get("version", 0)) > EXPORT_VERSION:

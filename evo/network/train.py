@@ -19,7 +19,6 @@ import dataclasses
 import math
 import os
 import time
-from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -28,6 +27,8 @@ from torch import nn
 
 from evo.base.files import atomic_write
 from evo.network.data import Dataset, DeviceData, normalize, to_device
+from evo.network.settings import TrainConfig
+from evo.network.weights import WeightsError, load_weights
 
 __all__ = [
     "TrainConfig",
@@ -44,7 +45,7 @@ __all__ = [
 STATE_FORMAT = 1
 
 
-class StateError(Exception):
+class StateError(WeightsError):
     """A training state file cannot be read or does not fit; the message names the file."""
 
 
@@ -52,36 +53,9 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-@dataclasses.dataclass
-class TrainConfig:
-    """How to train (the learning rate is not here: it comes from the DNA).
-
-    ``steps``: total SGD steps (the paper: 25,600), counted across resumptions.
-    ``check_every``: steps between the NaN/inf checks of the loss (the only host syncs in the loop on CUDA).
-    ``poll_every``: steps between calls of ``should_stop``.
-    ``checkpoint_every_s`` / ``checkpoint_every_steps``: when ``on_checkpoint`` is called (either; None: never).
-    ``augment_mode``: ``"zero"`` or ``"reflect"`` padding for the random crop.
-    ``amp``: bf16 autocast on CUDA (ignored on the CPU, which trains in float32 and is bit-reproducible).
-    ``channels_last``: NHWC memory layout for images and convolution weights (faster with cuDNN and with
-    oneDNN on the CPU).
-    """
-
-    steps: int = 25600
-    batch_size: int = 50
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    augment: bool = True
-    augment_pad: int = 4
-    augment_mode: str = "zero"
-    eval_batch_size: int = 500
-    seed: int = 0
-    check_every: int = 50
-    poll_every: int = 10
-    checkpoint_every_s: float | None = 600.0
-    checkpoint_every_steps: int | None = None
-    device: str = dataclasses.field(default_factory=default_device)
-    amp: bool = True
-    channels_last: bool = True
+def resolve_device(device: str) -> torch.device:
+    """``TrainConfig.device`` as a torch device (``"auto"``: CUDA when there is one, else the CPU)."""
+    return torch.device(default_device() if device == "auto" else device)
 
 
 @dataclasses.dataclass
@@ -130,14 +104,8 @@ def load_state(path: str | os.PathLike, map_location: str | torch.device = "cpu"
 
     Raises :class:`StateError` naming the file when it is missing, torn or not a training state.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise StateError(f"training state {path} does not exist")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # torn zip, truncated file, foreign pickle: all the same to the caller
-        raise StateError(f"training state {path} is damaged or incomplete ({type(e).__name__}: {e}); "
-                         f"delete it to restart that training from its beginning") from e
+    state = load_weights(path, map_location, error=StateError,
+                         fix="delete it to restart that training from its beginning")
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or "model" not in state:
         raise StateError(f"{path} is not an evo training state (format {STATE_FORMAT})")
     return state
@@ -234,7 +202,7 @@ def train(model: nn.Module, dataset: Dataset | DeviceData, lr: float, config: Tr
     """
     cfg = config or TrainConfig()
     t0 = time.perf_counter()
-    device = torch.device(cfg.device)
+    device = resolve_device(cfg.device)
     try:
         lr_value = float(lr)
     except (TypeError, ValueError):

@@ -37,7 +37,9 @@ from evo.genome import GenomeError, MutationError, SearchSpace, search_space
 from evo.network.data import Dataset, load_dataset
 from evo.worker.signals import StopRequest
 from evo.population.store import LeaseLost, Population, StoreError, Task, Wait, WorkerInfo
+from evo.network.settings import check_train_settings as check_train_settings_of_network
 from evo.network.train import StateError, TrainConfig, TrainResult, load_state, save_state, train
+from evo.network.weights import load_state_dict
 
 __all__ = ["EXIT_DONE", "EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_NEEDS_FIX", "NeedsFix", "UnusableTask",
            "Worker", "random_dna", "run_worker", "space_of"]
@@ -122,25 +124,13 @@ def _finite(x: Any) -> Any:
 
 
 def _load_weights(path: str) -> dict[str, torch.Tensor]:
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-        state = state["model"]  # a full training state
-    if not isinstance(state, dict):
-        raise StateError(f"{path}: not a weights file")
-    return state
+    return load_state_dict(path, "cpu", error=StateError)
 
 
 def check_train_settings(settings: dict, space: SearchSpace | None = None) -> None:
     """Refuse, at ``evo init``, training settings that every worker would fail on."""
-    import dataclasses as _dc
-
-    opts = {k: v for k, v in settings.items() if k != "mutations"}
-    known = {f.name for f in _dc.fields(TrainConfig)} - {"steps", "seed", "device", "checkpoint_every_s"}
-    unknown = sorted(set(opts) - known)
-    if unknown:
-        raise ValueError(f"config field 'train': unknown training settings {unknown}; known: {sorted(known)}")
     try:
-        TrainConfig(**opts)
+        check_train_settings_of_network(settings)
         (space or search_space("real2017")).mutation_config(settings.get("mutations"))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"config field 'train': {exc}") from None

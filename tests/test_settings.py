@@ -1,0 +1,79 @@
+"""Tests of evo.network.settings: the torch-free training settings, their checks and the fast schedule."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from evo.network.settings import SettingsError, TrainConfig, check_train_settings
+
+
+def test_settings_import_no_torch():
+    code = ("import sys, evo.network, evo.network.settings; "
+            "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if 'torch' in m)")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_defaults_are_the_papers_recipe_and_valid():
+    c = TrainConfig().validate()
+    assert c.recipe == "paper" and c.batch_size == 50 and c.device == "auto"
+    assert [c.lr_at(0.1, s) for s in (0, 100, 25599)] == [0.1, 0.1, 0.1]  # constant
+
+
+@pytest.mark.parametrize("settings, name", [
+    ({"batch_size": "abc"}, "batch_size"),
+    ({"batch_size": -5}, "batch_size"),
+    ({"batch_size": 2.5}, "batch_size"),
+    ({"momentum": 1.5}, "momentum"),
+    ({"weight_decay": -1}, "weight_decay"),
+    ({"recipe": "slow"}, "recipe"),
+    ({"augment": "yes"}, "augment"),
+    ({"augment_mode": "wrap"}, "augment_mode"),
+    ({"warmup": 2}, "warmup"),
+    ({"label_smoothing": float("nan")}, "label_smoothing"),
+    ({"checkpoint_every_steps": 0}, "checkpoint_every_steps"),
+    ({"cuda_graph": "always"}, "cuda_graph"),
+])
+def test_wrong_types_and_ranges_name_the_setting_and_the_fix(settings, name):
+    with pytest.raises(SettingsError) as e:
+        check_train_settings(settings)
+    msg = str(e.value)
+    assert "\n" not in msg and name in msg and "fix:" in msg
+    assert isinstance(e.value, ValueError)
+
+
+def test_unknown_and_worker_set_settings_are_refused():
+    with pytest.raises(SettingsError, match="unknown training settings 'batchsize'.*batch_size"):
+        check_train_settings({"batchsize": 10})
+    with pytest.raises(SettingsError, match="steps is set by the worker"):
+        check_train_settings({"steps": 10})
+    assert TrainConfig.from_dict({"steps": 10}).steps == 10  # the worker itself may set it
+
+
+def test_a_population_train_dict_with_mutations_and_the_fast_recipe():
+    c = check_train_settings({"recipe": "fast", "batch_size": 200, "mutations": {"weights": {}}})
+    assert c.fast and c.batch_size == 200
+
+
+def test_fast_schedule_is_the_one_specified():
+    c = TrainConfig(recipe="fast", steps=100, warmup=0.2, final_lr=0.05, batch_size=100)
+    # warm-up over W = 20 steps: (s + 1) / 20, reaching 1 at step 19
+    assert c.lr_factor(0) == pytest.approx(1 / 20)
+    assert c.lr_factor(9) == pytest.approx(10 / 20)
+    assert c.lr_factor(19) == pytest.approx(1.0)
+    # then linear from 1 at step 20 to final_lr at the last step, 99
+    assert c.lr_factor(20) == pytest.approx(1.0)
+    assert c.lr_factor(59.5) == pytest.approx(1.0 + (0.05 - 1.0) * 0.5)
+    assert c.lr_factor(99) == pytest.approx(0.05)
+    # the DNA's rate is the rate at batch 50: batch 100 doubles it
+    assert c.lr_at(0.1, 19) == pytest.approx(0.2)
+    assert c.lr_at(0.1, 99) == pytest.approx(0.2 * 0.05)
+    # no warm-up
+    assert TrainConfig(recipe="fast", steps=11, warmup=0.0, final_lr=0.0).lr_factor(5) == pytest.approx(0.5)
+
+
+def test_ema_decay_forgets_the_start_of_short_trainings():
+    c = TrainConfig(recipe="fast", ema=0.99)
+    assert c.ema_decay(1) == pytest.approx(2 / 11)
+    assert c.ema_decay(10_000) == 0.99

@@ -44,9 +44,8 @@ def hidden_state(genome: Genome, rng: random.Random) -> Result:
     combo = cell.combinations[k]
     old = combo.inputs[side]
     new = rng.choice([s for s in range(k + INPUTS) if s != old])
-    inputs = list(combo.inputs)
-    inputs[side] = new
-    child = genome.replace_cell(kind, cell.replace_combination(k, Combination(tuple(inputs), combo.ops)))  # type: ignore[arg-type]
+    inputs = (new, combo.inputs[1]) if side == 0 else (combo.inputs[0], new)
+    child = genome.replace_cell(kind, cell.replace_combination(k, Combination(inputs, combo.ops)))
     return child, {"cell": kind, "combination": k, "side": side, "from": old, "to": new}
 
 
@@ -57,9 +56,8 @@ def op(genome: Genome, rng: random.Random) -> Result:
     combo = cell.combinations[k]
     old = combo.ops[side]
     new = rng.choice([o for o in OPS if o != old])
-    ops = list(combo.ops)
-    ops[side] = new
-    child = genome.replace_cell(kind, cell.replace_combination(k, Combination(combo.inputs, tuple(ops))))  # type: ignore[arg-type]
+    ops = (new, combo.ops[1]) if side == 0 else (combo.ops[0], new)
+    child = genome.replace_cell(kind, cell.replace_combination(k, Combination(combo.inputs, ops)))
     return child, {"cell": kind, "combination": k, "side": side, "from": old, "to": new}
 
 
@@ -120,7 +118,8 @@ def _weighted_pick(rng: random.Random, pairs: list[tuple[str, float]]) -> str:
 
 
 def mutate(genome: Genome, rng: random.Random, n: int = 1,
-           config: Mapping[str, Any] | Sequence[tuple[str, float]] | None = None) -> tuple[Genome, list[dict[str, Any]]]:
+           config: Mapping[str, Any] | Sequence[tuple[str, float]] | None = None,
+           ) -> tuple[Genome, list[dict[str, Any]]]:
     """Apply ``n`` mutations drawn by weight; return the child and one record per mutation."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise GenomeError(f"the number of mutations must be an int >= 0, got {n!r}")

@@ -260,17 +260,19 @@ class _Builder:
         changed = False
         for j, v in enumerate(pre):
             match = self.pre_index.get(v, []) if v is not None else []
-            if match:
-                p, pc = next((m for m in match if m[0] == vid), match[0])
-                for f in fields:
-                    t[f][j] = self.ps[f"bns.v{p}.{f}"][pc]
-                post.append(_atom("A", p, pc))
-                changed = True
-            elif vid not in self.p_vertices and v is not None and self._non_negative(v):
+            own = [m for m in match if m[0] == vid]
+            if vid not in self.p_vertices and not own and self._non_negative(v):
+                # a new BN-ReLU on a non-negative input: the identity, relu(x) = x
                 mean, var = self._stats(v)
                 t["running_mean"][j], t["running_var"][j] = mean, var
                 t["weight"][j], t["bias"][j] = math.sqrt(var + bn.eps), mean
-                post.append(v)  # relu(identity(x)) = x for x >= 0
+                post.append(v)
+                changed = True
+            elif match:  # the parent's pre-activation: its batch norm, channel for channel
+                p, pc = (own or match)[0]
+                for f in fields:
+                    t[f][j] = self.ps[f"bns.v{p}.{f}"][pc]
+                post.append(_atom("A", p, pc))
                 changed = True
             else:
                 post.append(None)

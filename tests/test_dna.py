@@ -2,25 +2,8 @@ import json
 
 import pytest
 
-from evo.genome.real2017.dna import DNA, DNAError, Edge, EdgeType, FORMAT_VERSION, Vertex, VertexType, seed_dna
-
-
-def small_convnet() -> DNA:
-    return DNA(
-        vertices=(Vertex(0), Vertex(1, VertexType.BN_RELU), Vertex(2, VertexType.BN_RELU), Vertex(3)),
-        edges=(
-            Edge(4, 0, 1, EdgeType.CONV, channels=8, kernel=(3, 3), stride=1),
-            Edge(5, 1, 2, EdgeType.CONV, channels=16, kernel=(5, 3), stride=2),
-            Edge(6, 2, 3, EdgeType.IDENTITY),
-            Edge(7, 1, 3, EdgeType.IDENTITY, skip=True),
-        ),
-        input_vertex=0,
-        output_vertex=3,
-        learning_rate=0.05,
-        input_shape=(3, 32, 32),
-        num_classes=10,
-        next_id=8,
-    ).validate()
+from evo.genome.real2017.dna import DNA, DNAError, FORMAT_VERSION, seed_dna
+from genomes import small_convnet
 
 
 def test_seed_is_the_papers_trivial_model():

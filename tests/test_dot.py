@@ -3,7 +3,7 @@ import shutil
 
 from evo.genome.real2017.dot import render, to_dot
 from slurm_cluster import unavailable
-from test_dna import small_convnet
+from genomes import small_convnet
 
 
 def test_dot_names_every_vertex_and_edge():

@@ -5,8 +5,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from evo.genome.real2017.dna import seed_dna
 from evo.genome.real2017.flops import count_flops
 from evo.network.real2017 import build_model
-from test_dna import small_convnet
-from test_model import evolved
+from genomes import evolved, small_convnet
 
 
 def measured(model, shape, backward=False):

@@ -6,15 +6,7 @@ import torch
 from evo.genome.real2017.dna import seed_dna
 from evo.network.real2017 import build_model, inherit_weights
 from evo.genome.real2017.mutations import MutationConfig, mutate
-from test_dna import small_convnet
-
-
-def evolved(seed: int, steps: int = 25, shape=(3, 16, 16)):
-    rng = random.Random(seed)
-    d = seed_dna(input_shape=shape)
-    for _ in range(steps):
-        d, _ = mutate(d, rng)
-    return d
+from genomes import evolved, small_convnet
 
 
 def test_seed_model_is_pool_plus_linear():

@@ -222,11 +222,16 @@ def test_mutation_settings():
                       ({"weights": {OP: -1}}, "finite number >= 0"),
                       ({"allowed": []}, "no amoebanet mutation can be drawn"),
                       ({"allowed": "OP"}, "list of names"),
-                      ("OP", "must be an object")]:
+                      ({"allowed": [["OP"]]}, "list of names"),
+                      ("OP", "must be an object"), ([OP], "must be an object")]:
         with pytest.raises(ValueError, match=word):
             s.mutate(g, random.Random(0), config=bad)
     with pytest.raises(GenomeError, match=">= 0"):
         s.mutate(g, random.Random(0), n=-1)
+    # the settings read once (as a worker does) work as well as the dict
+    settings = s.mutation_config({"allowed": [OP, IDENTITY], "weights": {IDENTITY: 0}})
+    assert s.mutate(g, random.Random(2), n=3, config=settings) == \
+        s.mutate(g, random.Random(2), n=3, config={"allowed": [OP]})
 
 
 # ------------------------------------------------------------------------------ cost and shapes

@@ -13,6 +13,7 @@ apply, so a record never names a replacement; for a given seed the result is the
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from typing import Any, Callable, Mapping, Sequence
@@ -20,8 +21,8 @@ from typing import Any, Callable, Mapping, Sequence
 from evo.genome.amoebanet.genome import CELL_KINDS, INPUTS, OPS, Combination, Genome
 from evo.genome.space import GenomeError
 
-__all__ = ["HIDDEN_STATE", "IDENTITY", "MUTATIONS", "OP", "hidden_state", "identity", "mutate", "op",
-           "parse_config"]
+__all__ = ["HIDDEN_STATE", "IDENTITY", "MUTATIONS", "OP", "MutationSettings", "hidden_state", "identity", "mutate",
+           "op", "parse_config"]
 
 HIDDEN_STATE = "HIDDEN-STATE"
 OP = "OP"
@@ -73,25 +74,29 @@ MUTATIONS: dict[str, Callable[[Genome, random.Random], Result]] = {
 }
 
 
-def parse_config(config: Mapping[str, Any] | Sequence[tuple[str, float]] | None) -> list[tuple[str, float]]:
-    """The (name, weight) pairs to draw from, given ``{"weights": {name: w}, "allowed": [names]}``
-    (or pairs already read).
+@dataclasses.dataclass(frozen=True)
+class MutationSettings:
+    """The mutations that may be drawn and their relative weights (read by :func:`parse_config`)."""
+
+    pairs: tuple[tuple[str, float], ...]
+
+
+def parse_config(config: Mapping[str, Any] | MutationSettings | None) -> MutationSettings:
+    """``{"weights": {name: w}, "allowed": [names]}`` (``train.mutations``) read and checked.
 
     Missing names weigh 1.  Settings that belong to other spaces' mutations (``max_channels``,
     ...) are ignored, so a population's mutation settings never stop this space from reading them.
     """
-    if isinstance(config, (list, tuple)):
-        weights: Any = dict(config)
-        allowed: Any = list(weights)
-    else:
-        if config is not None and not isinstance(config, Mapping):
-            raise GenomeError(f"mutation settings must be an object, got {type(config).__name__}")
-        config = dict(config or {})
-        weights = config.get("weights") or {}
-        allowed = config.get("allowed")
+    if isinstance(config, MutationSettings):
+        return config
+    if config is not None and not isinstance(config, Mapping):
+        raise GenomeError(f"mutation settings must be an object, got {type(config).__name__}")
+    config = dict(config or {})
+    weights = config.get("weights") or {}
+    allowed = config.get("allowed")
     if not isinstance(weights, Mapping):
         raise GenomeError(f"mutation weights must be a mapping of names to numbers, got {weights!r}")
-    if allowed is not None and (isinstance(allowed, str) or not isinstance(allowed, (list, tuple))):
+    if allowed is not None and (not isinstance(allowed, (list, tuple)) or not all(isinstance(x, str) for x in allowed)):
         raise GenomeError(f"the mutation allow-list must be a list of names, got {allowed!r}")
     names = list(MUTATIONS) if allowed is None else list(allowed)
     unknown = sorted(str(x) for x in (set(weights) | set(names)) - set(MUTATIONS))
@@ -100,14 +105,14 @@ def parse_config(config: Mapping[str, Any] | Sequence[tuple[str, float]] | None)
     for name, w in weights.items():
         if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
             raise GenomeError(f"mutation weight for {name} must be a finite number >= 0, got {w!r}")
-    pairs = [(n, float(weights.get(n, 1.0))) for n in names]
-    pairs = [(n, w) for n, w in pairs if w > 0]
+    pairs = tuple((n, float(weights.get(n, 1.0))) for n in dict.fromkeys(names))
+    pairs = tuple((n, w) for n, w in pairs if w > 0)
     if not pairs:
         raise GenomeError("no amoebanet mutation can be drawn (the allow-list is empty or every weight is 0)")
-    return pairs
+    return MutationSettings(pairs)
 
 
-def _weighted_pick(rng: random.Random, pairs: list[tuple[str, float]]) -> str:
+def _weighted_pick(rng: random.Random, pairs: Sequence[tuple[str, float]]) -> str:
     total = sum(w for _, w in pairs)
     x = rng.random() * total
     for name, w in pairs:
@@ -118,12 +123,12 @@ def _weighted_pick(rng: random.Random, pairs: list[tuple[str, float]]) -> str:
 
 
 def mutate(genome: Genome, rng: random.Random, n: int = 1,
-           config: Mapping[str, Any] | Sequence[tuple[str, float]] | None = None,
+           config: Mapping[str, Any] | MutationSettings | None = None,
            ) -> tuple[Genome, list[dict[str, Any]]]:
     """Apply ``n`` mutations drawn by weight; return the child and one record per mutation."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise GenomeError(f"the number of mutations must be an int >= 0, got {n!r}")
-    pairs = parse_config(config)
+    pairs = parse_config(config).pairs
     child = genome
     records: list[dict[str, Any]] = []
     for _ in range(n):

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 from evo.genome.amoebanet.cost import count_flops, count_params, count_train_flops, stack_depth
 from evo.genome.amoebanet.dot import to_dot
 from evo.genome.amoebanet.genome import CELL_KINDS, Genome, random_genome
-from evo.genome.amoebanet.mutations import mutate, parse_config
+from evo.genome.amoebanet.mutations import MutationSettings, mutate, parse_config
 from evo.genome.amoebanet.stack import check_options, plan_stack
 from evo.genome.space import GenomeError, SearchSpace, register
 
@@ -69,8 +69,8 @@ class AmoebaNet(SearchSpace):
         """The random-search baseline: random cells, drawn uniformly (the record is empty)."""
         return random_genome(rng, input_shape, num_classes), []
 
-    def mutation_config(self, config: Any = None) -> list[tuple[str, float]]:
-        """``train.mutations`` (``{"weights": {name: w}, "allowed": [names]}``) as (name, weight) pairs;
+    def mutation_config(self, config: Any = None) -> MutationSettings:
+        """``train.mutations`` (``{"weights": {name: w}, "allowed": [names]}``) read and checked;
         raises ValueError naming the bad setting.  Settings of other spaces' mutations are ignored."""
         return parse_config(config)
 

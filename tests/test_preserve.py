@@ -243,3 +243,21 @@ def test_public_name_and_arguments():
     state, report = preserve_function(dna, trained(dna, 0), dna)
     assert report["exact"] and report["changes"] == []
     assert set(state) == set(build_model(dna).state_dict())
+
+
+def test_the_search_space_seam_inherits_preserving_the_function():
+    space = evo.search_space("real2017")
+    dna = three_convs()
+    state = trained(dna, 10)
+    child, records = space.mutate(dna, random.Random(0), config={"allowed": ["DEEPEN"]})
+    net = space.build(child)
+    summary = space.inherit(net, state, parent=dna, child=child, mutations=records,
+                            inheritance="function-preserving", noise=0.0)
+    assert summary["mode"] == "function-preserving" and summary["exact"]
+    assert summary["preserved"] == ["DEEPEN"] and summary["not_preserved"] == []
+    x = torch.randn(2, *SHAPE)
+    net.eval()
+    with torch.no_grad():
+        assert (net(x) - logits(dna, state, x)).abs().max().item() < 1e-4
+    paper = space.inherit(space.build(child), state, parent=dna, child=child, mutations=records)
+    assert set(paper) == {"copied", "fresh", "mismatched"}  # the paper's rule stays the default

@@ -36,7 +36,7 @@ import torch
 from evo.genome.real2017.dna import DNA, Edge, VertexType, edge_output_shape
 from evo.network.real2017 import DNANet, inherit_weights
 
-__all__ = ["DEFAULT_NOISE", "preserve_function"]
+__all__ = ["DEFAULT_NOISE", "inherit_preserving", "preserve_function", "summary"]
 
 #: default noise on copied filters, relative to each filter's standard deviation
 DEFAULT_NOISE = 0.01
@@ -451,3 +451,32 @@ def preserve_function(parent_dna: DNA, parent_state: Mapping[str, torch.Tensor],
     if records is not None:
         report["mutations"] = _mutation_verdicts(records, changes, exact)
     return b.state, report
+
+
+def inherit_preserving(child_net: torch.nn.Module, parent_state: Mapping[str, torch.Tensor], *,
+                       parent: DNA, child: DNA, mutations: Sequence[Mapping[str, Any]] | None = None,
+                       noise: float = DEFAULT_NOISE, rng: random.Random | int | None = None,
+                       **_: Any) -> dict[str, Any]:
+    """The seam's ``inherit`` under ``inheritance="function-preserving"``: load
+    :func:`preserve_function`'s state into ``child_net``; return its :func:`summary`."""
+    state, report = preserve_function(parent, parent_state, child, noise=noise, rng=rng,
+                                      records=list(mutations or []))
+    device = next((t.device for t in child_net.state_dict().values()), torch.device("cpu"))
+    child_net.load_state_dict({k: v.to(device) for k, v in state.items()})
+    return summary(report)
+
+
+def summary(report: Mapping[str, Any]) -> dict[str, Any]:
+    """The few JSON numbers and names a fitness record keeps of a :func:`preserve_function` report."""
+    verdicts = report.get("mutations") or []
+    return {
+        "mode": "function-preserving",
+        "exact": bool(report["exact"]),
+        "copied": len(report["copied"]),
+        "fresh": len(report["fresh"]),
+        "mismatched": len(report["mismatched"]),
+        "built": len(report["built"]),
+        "preserved": [v["name"] for v in verdicts if v["preserved"]],
+        "not_preserved": [v["name"] for v in verdicts if not v["preserved"]],
+        "changes": [{"kind": c["kind"], "preserved": c["preserved"]} for c in report["changes"]],
+    }

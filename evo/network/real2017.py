@@ -146,5 +146,10 @@ def build(space: Any, dna: DNA) -> DNANet:
 def inherit(space: Any, child_net: nn.Module, parent_state: Mapping[str, torch.Tensor],
             **context: Any) -> dict[str, Any]:
     """``space.inherit(...)`` for the ``real2017`` space: the paper's name-and-shape match
-    (:func:`inherit_weights`); the parent's and child's genomes in ``context`` are not needed."""
+    (:func:`inherit_weights`); with ``inheritance="function-preserving"`` in ``context`` (and the
+    ``parent`` and ``child`` genomes, the ``mutations`` records), Net2Net's function-preserving
+    inheritance (:func:`evo.network.preserve.preserve_function`) and its report."""
+    if context.get("inheritance", "paper") == "function-preserving":
+        from evo.network.preserve import inherit_preserving
+        return inherit_preserving(child_net, parent_state, **context)
     return inherit_weights(child_net, parent_state)

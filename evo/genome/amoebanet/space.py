@@ -65,8 +65,11 @@ class AmoebaNet(SearchSpace):
         return random_genome(rng if rng is not None else _random.Random(), input_shape, num_classes)
 
     def random(self, input_shape: Sequence[int], num_classes: int, rng: _random.Random,
-               config: Any = None) -> tuple[Genome, list[dict]]:
-        """The random-search baseline: random cells, drawn uniformly (the record is empty)."""
+               config: Any = None, max_mutations: int | None = None) -> tuple[Genome, list[dict]]:
+        """The random-search baseline: random cells, drawn uniformly (the record is empty).
+
+        ``config`` and ``max_mutations`` (how far real2017 walks from its seed) do not apply: the
+        cells are drawn directly."""
         return random_genome(rng, input_shape, num_classes), []
 
     def mutation_config(self, config: Any = None) -> MutationSettings:

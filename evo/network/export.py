@@ -79,11 +79,16 @@ def export_model(
     return atomic_write(path, lambda f: torch.save(payload, f))
 
 
-def load_model(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> ExportedModel:
-    """A ready ``nn.Module`` in eval mode from a file written by :func:`export_model`."""
+def load_model(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> nn.Module:
+    """A ready ``nn.Module`` in eval mode from a file written by :func:`export_model` (an
+    :class:`ExportedModel`) or by :func:`evo.network.ensemble.export_ensemble` (an ``EnsembleModel``
+    averaging its members' softmax)."""
     path = Path(path)
     payload = load_weights(path, map_location, error=ExportError,
                            fix=f"write it again with `evo export POPDIR --best -o {path}`")
+    if isinstance(payload, dict) and payload.get("format") == "evo-ensemble":
+        from evo.network.ensemble import ensemble_from_payload
+        return ensemble_from_payload(payload, path, map_location)
     if not isinstance(payload, dict) or payload.get("format") != EXPORT_FORMAT:
         raise ExportError(f"{path}: not an evo model file (no '{EXPORT_FORMAT}' marker)")
     if int(payload.get("version", 0)) > EXPORT_VERSION:

@@ -1,0 +1,98 @@
+"""An ensemble of trained models in one file: the end of a run (Real et al. 2017, section 4: the
+ensemble of the top models by validation accuracy averages their softmax probabilities).
+
+The file is a ``torch.save`` of plain containers, like a single exported model (``evo-model``), with
+the marker ``evo-ensemble`` and one member per model (DNA, weights, normalisation).
+:func:`evo.load_model` reads either kind; for an ensemble it returns an :class:`EnsembleModel`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from evo.base.files import atomic_write
+from evo.genome.real2017.dna import DNA
+from evo.network.export import ExportedModel, ExportError
+from evo.network.real2017 import build_model
+
+__all__ = ["ENSEMBLE_FORMAT", "EnsembleModel", "ensemble_from_payload", "export_ensemble"]
+
+ENSEMBLE_FORMAT = "evo-ensemble"
+ENSEMBLE_VERSION = 1
+
+
+class EnsembleModel(nn.Module):
+    """Several trained networks; ``forward`` returns the mean of their softmax probabilities.
+
+    Takes what each member takes (float NCHW images in [0, 1], or uint8 in [0, 255]); each member
+    applies its own normalisation.  ``members`` are :class:`~evo.network.export.ExportedModel`.
+    """
+
+    def __init__(self, members: Sequence[ExportedModel], meta: Mapping[str, Any] | None = None) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.members = nn.ModuleList(members)
+        self.classes = members[0].classes
+        self.meta = dict(meta or {})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([torch.softmax(m(x).float(), dim=1) for m in self.members]).mean(0)
+
+
+def _member(m: Mapping[str, Any]) -> dict[str, Any]:
+    dna = m["dna"] if isinstance(m["dna"], DNA) else DNA.from_json(m["dna"])
+    net = build_model(dna)
+    missing, unexpected = net.load_state_dict(dict(m["state_dict"]), strict=False)
+    if missing or unexpected:
+        raise ExportError(f"weights do not fit the DNA: missing {missing}, unexpected {unexpected}")
+    return {
+        "dna": dna.to_json(indent=None),
+        "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+        "mean": [float(x) for x in m["mean"]],
+        "std": [float(x) for x in m["std"]],
+        "classes": None if m.get("classes") is None else [str(c) for c in m["classes"]],
+        "meta": dict(m.get("meta") or {}),
+    }
+
+
+def export_ensemble(path: str | os.PathLike[str], members: Sequence[Mapping[str, Any]],
+                    meta: Mapping[str, Any] | None = None) -> Path:
+    """Write several models (each a mapping with ``dna``, ``state_dict``, ``mean``, ``std`` and
+    optional ``classes`` and ``meta``) as one ensemble file (atomically); check that it loads."""
+    if not members:
+        raise ExportError("an ensemble needs at least one member")
+    payload = {"format": ENSEMBLE_FORMAT, "version": ENSEMBLE_VERSION,
+               "members": [_member(m) for m in members], "meta": dict(meta or {})}
+    shapes = {(DNA.from_json(m["dna"]).input_shape, DNA.from_json(m["dna"]).num_classes)
+              for m in payload["members"]}
+    if len(shapes) != 1:
+        raise ExportError(f"the members take different inputs or classes {sorted(shapes)}; "
+                          "an ensemble's members come from one population")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out = atomic_write(path, lambda f: torch.save(payload, f))
+    ensemble_from_payload(payload, out)
+    return out
+
+
+def ensemble_from_payload(payload: Mapping[str, Any], path: str | os.PathLike[str],
+                          map_location: str | torch.device = "cpu") -> EnsembleModel:
+    """The :class:`EnsembleModel` of a loaded ``evo-ensemble`` file (``evo.load_model`` calls it)."""
+    if int(payload.get("version", 0)) > ENSEMBLE_VERSION:
+        raise ExportError(f"{path}: written by a newer evo (version {payload['version']}); upgrade evo")
+    members = payload.get("members")
+    if not isinstance(members, list) or not members:
+        raise ExportError(f"{path}: an ensemble file without members; write it again with "
+                          f"`evo export POPDIR --top K --ensemble -o {path}`")
+    nets = []
+    for m in members:
+        net = build_model(DNA.from_json(m["dna"]))
+        net.load_state_dict(m["state_dict"])
+        nets.append(ExportedModel(net, m["mean"], m["std"], m.get("classes"), m.get("meta")))
+    return EnsembleModel(nets, payload.get("meta")).to(map_location).eval()

@@ -1,5 +1,5 @@
 """``python -m evo`` runs the command line (the same as the ``evo`` script)."""
 
-from evo.cli.cli import main
+from evo.cli import main
 
 main()

@@ -1,4 +1,5 @@
-"""The population commands of the CLI: init, worker, control knobs, fsck; user mistakes exit 2."""
+"""The population and worker commands of the CLI (init, worker, control knobs, fsck) and the exit codes:
+every problem a person must fix is one line and exit 2, in every command."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 
 from click.testing import CliRunner
 
-from evo.cli.cli import main
+from evo.cli import main
 from evo.population.store import Population
 
 TINY = ["--dataset-opt", "n_train=600", "--dataset-opt", "n_val=200", "--dataset-opt", "n_test=200",
@@ -84,3 +85,43 @@ def test_missing_population_is_a_clear_error(tmp_path):
     r = run("worker", str(tmp_path))
     assert r.exit_code != 0
     assert "Traceback" not in r.output
+
+
+def one_line_error(r) -> str:
+    """The output of a command that failed with one clear line: exit 2, no traceback."""
+    assert r.exit_code == 2, r.output
+    lines = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in r.output, r.output
+    return lines[0]
+
+
+def test_not_a_population_is_exit_2_in_every_command(tmp_path):
+    """The same problem gets the same exit code (and the same line) in every command."""
+    lines = {cmd: one_line_error(run(cmd, str(tmp_path))) for cmd in ("status", "worker", "fsck", "stop", "top")}
+    assert all("not an evo population" in line and str(tmp_path) in line for line in lines.values()), lines
+
+
+def test_a_bad_device_names_the_option_and_the_valid_forms(tmp_path):
+    pop = tmp_path / "pop"
+    assert run("init", str(pop), "-P", "2", "--steps-per-child", "10", *TINY).exit_code == 0
+    for args in (["worker", str(pop)], ["evaluate", str(pop), "--best"], ["submit", str(pop), "-n", "1", "--dry-run"]):
+        line = one_line_error(run(*args, "--device", "tpu:7"))
+        assert "--device" in line and "tpu:7" in line and "cpu, cuda, cuda:N" in line, (args, line)
+    assert Population.open(str(pop)).status()["inflight"] == 0
+
+
+def test_run_control_says_when_workers_act(tmp_path):
+    pop = tmp_path / "pop"
+    assert run("init", str(pop), "-P", "2", "--steps-per-child", "10", *TINY).exit_code == 0
+    r = run("stop", str(pop))
+    assert r.exit_code == 0 and "finish the child they are training" in r.output
+    assert "next step" not in r.output
+    r = run("pause", str(pop))
+    assert r.exit_code == 0 and "then wait for `evo resume`" in r.output
+
+
+def test_help_lists_the_exit_codes():
+    r = run("--help")
+    assert r.exit_code == 0 and "Exit codes" in r.output
+    for code in "0123":
+        assert f"\n    {code}  " in r.output, r.output

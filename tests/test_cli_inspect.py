@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 import evo
 from evo import analysis
-from evo.cli.cli import main
+from evo.cli import main
 from populations import REPO, assert_real_png
 
 
@@ -266,6 +266,18 @@ def test_user_mistakes(population, history, tmp_path):
     assert "--ensemble needs several" in user_error("evaluate", population, "--best", "--ensemble")
     assert "not an evo population" in user_error("status", tmp_path)
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_export_of_a_truncated_checkpoint_names_the_file(population, history, tmp_path):
+    pop = tmp_path / "pop"
+    shutil.copytree(population, pop, ignore=shutil.ignore_patterns(analysis.EVALUATIONS_FILE))
+    best = history.best().id
+    ck = pop / "alive" / str(best) / "checkpoint.pt"
+    ck.write_bytes(ck.read_bytes()[: ck.stat().st_size // 2])
+    line = user_error("export", pop, "--best", "-o", tmp_path / "best.pt")
+    assert str(ck) in line and "evo fsck --repair" in line
+    assert not (tmp_path / "best.pt").exists()
+    assert str(ck) in user_error("evaluate", pop, "--best", "--no-record")
 
 
 def test_no_test_split(population, tmp_path):

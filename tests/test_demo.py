@@ -5,7 +5,7 @@ from __future__ import annotations
 from click.testing import CliRunner
 
 import evo
-from evo.cli.cli import main
+from evo.cli import main
 from evo.demo import DEMO_CONFIG, run_demo
 
 

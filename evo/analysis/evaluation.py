@@ -67,7 +67,9 @@ def evaluate_test(pop: str | os.PathLike | History, ids: Sequence[int], *, ensem
     if ds.test_x is None or len(ds.test_x) == 0:
         raise NoTestSplitError(f"data set {h.config.dataset!r} ({dict(h.config.dataset_kwargs)}) has no test split; "
                                f"evo evaluate needs one (synthetic: n_test > 0; imagefolder: test_root=DIR)")
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device in (None, "", "auto"):
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
     models = []
     nets = []
     for i in ids:

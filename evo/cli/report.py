@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from evo.cli.cli import emit, friendly, main
+from evo.cli.group import emit, friendly, main
 
 
 @main.command("report")

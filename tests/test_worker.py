@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from evo.genome.real2017.dna import seed_dna
-from evo.population.store import Population, WorkerInfo, fsck, read_events
+from evo.population import Population, WorkerInfo, fsck, read_events
 from evo.worker.loop import EXIT_DONE, EXIT_INTERRUPTED, Worker, run_worker
 
 TINY_DATA = {"n_train": 600, "n_val": 200, "n_test": 200, "image_size": 8}
@@ -443,6 +443,10 @@ def test_a_bad_device_or_a_missing_population_is_one_line_and_exit_2(tmp_path):
     res = CliRunner().invoke(main, ["worker", str(root), "--device", "tpu:7"])
     assert res.exit_code == 2 and "tpu:7" in res.stderr and "Traceback" not in res.output
     assert len(res.stderr.strip().splitlines()) == 1
+    from evo.worker.loop import NeedsFix
+
+    with pytest.raises(NeedsFix, match="tpu:7"):
+        Worker(str(root), device="tpu:7")
     if not torch.cuda.is_available():
         res = CliRunner().invoke(main, ["worker", str(root), "--device", "cuda"])
         assert res.exit_code == 2 and "no CUDA device" in res.stderr

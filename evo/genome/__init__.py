@@ -4,6 +4,7 @@
 (``real2017``: the DNA graphs of Real et al. 2017).
 """
 
-from evo.genome.space import GenomeError, MutationError, SearchSpace, register, search_space, space_names
+from evo.genome.space import (GenomeError, MutationError, SearchSpace, register, search_space, space_names,
+                              space_of)
 
-__all__ = ["GenomeError", "MutationError", "SearchSpace", "register", "search_space", "space_names"]
+__all__ = ["GenomeError", "MutationError", "SearchSpace", "register", "search_space", "space_names", "space_of"]

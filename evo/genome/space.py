@@ -30,7 +30,8 @@ import json
 import random
 from typing import Any, ClassVar, Mapping, Sequence
 
-__all__ = ["GenomeError", "MutationError", "SearchSpace", "SPACES", "register", "search_space", "space_names"]
+__all__ = ["GenomeError", "MutationError", "SearchSpace", "SPACES", "register", "search_space", "space_names",
+           "space_of"]
 
 
 class GenomeError(ValueError):
@@ -67,6 +68,10 @@ class SearchSpace:
 
     def _check_options(self) -> None:
         """Raise :class:`GenomeError` for an option of the wrong type or out of range."""
+
+    def spec(self) -> dict[str, Any]:
+        """``{"name": ..., "options": {...}}``: what a population records to rebuild this space."""
+        return {"name": self.name, "options": dict(self.options)}
 
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in sorted(self.options.items()))
@@ -210,3 +215,19 @@ def search_space(name: str = "real2017", **options: Any) -> SearchSpace:
         raise GenomeError(f"unknown search space {name!r} (known: {', '.join(space_names())})")
     return cls(**options)
 
+
+
+def space_of(config: Any) -> SearchSpace:
+    """The search space a population's config names: its ``search_space`` (a name, or
+    ``{"name": ..., "options": {...}}``) and ``space_options``, read from a config object or
+    from ``config.json``'s dict; ``real2017`` for a config written before either existed."""
+    def get(key: str) -> Any:
+        return config.get(key) if isinstance(config, Mapping) else getattr(config, key, None)
+
+    spec = get("search_space") if config is not None else None
+    options = get("space_options") if config is not None else None
+    if isinstance(spec, Mapping):
+        spec, options = spec.get("name"), spec.get("options", options)
+    if options is not None and not isinstance(options, Mapping):
+        raise GenomeError(f"space_options must be an object of option: value, got {type(options).__name__}")
+    return search_space(str(spec or "real2017"), **dict(options or {}))

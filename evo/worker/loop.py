@@ -33,16 +33,14 @@ from typing import Any, Callable
 
 import torch
 
-from evo.genome import GenomeError, MutationError, SearchSpace, search_space
+from evo.genome import GenomeError, MutationError, SearchSpace, search_space, space_of
 from evo.network.data import Dataset, load_dataset
 from evo.worker.signals import StopRequest
-from evo.population.store import LeaseLost, Population, StoreError, Task, Wait, WorkerInfo
-from evo.network.settings import check_train_settings as check_train_settings_of_network
+from evo.population import LeaseLost, Population, StoreError, Task, Wait, WorkerInfo
 from evo.network.train import StateError, TrainConfig, TrainResult, load_state, save_state, train
-from evo.network.weights import load_state_dict
 
 __all__ = ["EXIT_DONE", "EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_NEEDS_FIX", "NeedsFix", "UnusableTask",
-           "Worker", "random_dna", "run_worker", "space_of"]
+           "Worker", "random_dna", "run_worker"]
 
 EXIT_DONE = 0
 EXIT_ERROR = 1
@@ -94,13 +92,6 @@ def pick_device(device: str | None) -> str:
     return str(device)
 
 
-def space_of(config: Any) -> SearchSpace:
-    """The search space a population's config names (``search_space``, ``space_options``);
-    ``real2017`` for a population written before the config recorded it."""
-    name = getattr(config, "search_space", None) or "real2017"
-    return search_space(name, **dict(getattr(config, "space_options", None) or {}))
-
-
 def random_dna(rng: random.Random, input_shape: tuple[int, int, int], num_classes: int,
                config: Any = None, max_mutations: int = 30,
                space: SearchSpace | None = None) -> tuple[Any, list[dict]]:
@@ -124,13 +115,25 @@ def _finite(x: Any) -> Any:
 
 
 def _load_weights(path: str) -> dict[str, torch.Tensor]:
-    return load_state_dict(path, "cpu", error=StateError)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]  # a full training state
+    if not isinstance(state, dict):
+        raise StateError(f"{path}: not a weights file")
+    return state
 
 
 def check_train_settings(settings: dict, space: SearchSpace | None = None) -> None:
     """Refuse, at ``evo init``, training settings that every worker would fail on."""
+    import dataclasses as _dc
+
+    opts = {k: v for k, v in settings.items() if k != "mutations"}
+    known = {f.name for f in _dc.fields(TrainConfig)} - {"steps", "seed", "device", "checkpoint_every_s"}
+    unknown = sorted(set(opts) - known)
+    if unknown:
+        raise ValueError(f"config field 'train': unknown training settings {unknown}; known: {sorted(known)}")
     try:
-        check_train_settings_of_network(settings)
+        TrainConfig(**opts)
         (space or search_space("real2017")).mutation_config(settings.get("mutations"))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"config field 'train': {exc}") from None
@@ -154,8 +157,12 @@ class Worker:
         self.progress = progress or (lambda msg: log.info(msg))
         self.stop = stop or StopRequest()
         self.rng = random.Random(f"{self.config.seed}/{self.me.id}/{time.time_ns()}")
-        self.space = space_of(self.config)
-        self.mutation_config = self.space.mutation_config(self.config.train.get("mutations"))
+        config_file = os.path.join(self.pop.root, "config.json")
+        try:
+            self.space = space_of(self.config)
+            self.mutation_config = self.space.mutation_config(self.config.train.get("mutations"))
+        except ValueError as exc:  # GenomeError included: an unknown space, a bad option or setting
+            raise NeedsFix(f"{config_file}: {exc}") from None
         self._dataset: Dataset | None = None
         self.children = 0
         self._next: Task | Wait | None = None  # taken together with the last commit

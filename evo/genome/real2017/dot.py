@@ -7,10 +7,7 @@ edges, skips in grey; the fixed pooling + classifier head closes the graph.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-from pathlib import Path
-
+from evo.genome.graphviz import render
 from evo.genome.real2017.dna import DNA
 
 __all__ = ["to_dot", "render"]
@@ -46,16 +43,3 @@ def to_dot(dna: DNA, title: str | None = None) -> str:
     lines.append(f"  v{dna.output_vertex} -> head;")
     lines.append("}")
     return "\n".join(lines) + "\n"
-
-
-def render(dot_source: str, path: str | Path) -> Path:
-    """Render DOT to ``path`` (format from its suffix: .png, .svg, .pdf) with Graphviz ``dot``."""
-    path = Path(path)
-    exe = shutil.which("dot")
-    if exe is None:
-        raise RuntimeError("Graphviz `dot` is not installed (apt-get install graphviz, or conda install graphviz); "
-                           "write .dot instead and render it elsewhere")
-    fmt = path.suffix.lstrip(".") or "png"
-    subprocess.run([exe, f"-T{fmt}", "-o", str(path)], input=dot_source.encode(), check=True,
-                   capture_output=True)
-    return path

@@ -62,3 +62,35 @@ def test_bad_ensembles_are_refused(tmp_path):
     (tmp_path / "torn.pt").write_bytes(b"PK\x03\x04 torn")
     with pytest.raises(ExportError, match="torn.pt"):
         evo.load_model(tmp_path / "torn.pt")
+
+
+def test_evo_export_top_k_ensemble(population, history, tmp_path):
+    """`evo export POPDIR --top K --ensemble -o ens.pt`: the K best with weights, softmax averaged."""
+    import json
+
+    from click.testing import CliRunner
+
+    from evo.analysis.models import load_individual_model, load_population_dataset
+    from evo.cli import main
+    from evo.network.data import normalize
+
+    f = tmp_path / "ens.pt"
+    res = CliRunner().invoke(main, ["export", str(population), "--top", "3", "--ensemble", "-o", str(f), "--json"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.output)
+    expect = [r.id for r in history.ranked() if history.checkpoint(r.id)][:3]
+    assert d["ids"] == expect and len(expect) == 3
+    ens = evo.load_model(f)
+    assert isinstance(ens, EnsembleModel) and ens.meta["ids"] == expect
+    ds = load_population_dataset(history)
+    x = ds.test_x[:50]
+    xn = normalize(x, torch.tensor(ds.mean), torch.tensor(ds.std))
+    with torch.no_grad():
+        ref = torch.stack([torch.softmax(load_individual_model(history, i)(xn), 1) for i in expect]).mean(0)
+        torch.testing.assert_close(ens(x), ref, atol=1e-5, rtol=1e-4)
+    text = CliRunner().invoke(main, ["export", str(population), "--top", "2", "--ensemble", "-o", str(f)]).output
+    assert "ensemble of 2" in text and "evo.load_model" in text
+    for bad in (["--top", "2"], ["--ensemble", "--best"], ["--top", "2", "--ensemble", "--best"]):
+        res = CliRunner().invoke(main, ["export", str(population), *bad, "-o", str(tmp_path / "x.pt")])
+        assert res.exit_code != 0 and "--top K --ensemble" in res.output
+    assert not (tmp_path / "x.pt").exists()

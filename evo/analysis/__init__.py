@@ -34,7 +34,7 @@ from evo.analysis.errors import AnalysisError, NoCheckpointError, NoTestSplitErr
 from evo.analysis.evaluation import EVALUATIONS_FILE, evaluate_test, read_evaluations, record_evaluation
 from evo.analysis.history import X_AXES, Curve, History
 from evo.analysis.loading import best_so_far, lineage, load
-from evo.analysis.models import checkpoint_of, export_individual, load_individual_model
+from evo.analysis.models import checkpoint_of, export_ensemble, export_individual, load_individual_model
 from evo.analysis.records import IndividualSummary, dna_stats
 from evo.analysis.status import format_duration, status
 
@@ -57,6 +57,7 @@ __all__ = [
     "checkpoint_of",
     "load_individual_model",
     "export_individual",
+    "export_ensemble",
     "evaluate_test",
     "record_evaluation",
     "read_evaluations",

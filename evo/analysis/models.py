@@ -16,7 +16,7 @@ from evo.analysis.history import History
 from evo.analysis.loading import history_of
 
 __all__ = ["checkpoint_of", "load_individual_weights", "load_individual_model", "load_population_dataset",
-           "export_individual"]
+           "export_individual", "export_ensemble"]
 
 
 def checkpoint_of(h: History, i: int) -> str:
@@ -97,3 +97,23 @@ def export_individual(pop: str | os.PathLike | History, i: int, path: str | os.P
     out = export_model(path, _genome(h, i), weights, ds.mean, ds.std,
                        classes=(ds.info or {}).get("classes"), meta=meta)
     return {"id": r.id, "path": str(out), "fitness": r.fitness, "checkpoint": ck}
+
+
+def export_ensemble(pop: str | os.PathLike | History, ids: list[int], path: str | os.PathLike,
+                    dataset: Any = None) -> dict[str, Any]:
+    """Write individuals ``ids`` as one ensemble file (:func:`evo.network.ensemble.export_ensemble`);
+    ``evo.load_model`` returns a module averaging their softmax (the paper's ensemble of the top models)."""
+    from evo.network.ensemble import export_ensemble as write_ensemble
+
+    h = history_of(pop)
+    loaded = [(i, *load_individual_weights(h, i)) for i in ids]  # a damaged file fails first
+    ds = dataset if dataset is not None else load_population_dataset(h)
+    classes = (ds.info or {}).get("classes")
+    members = [{"dna": _genome(h, i), "state_dict": w, "mean": ds.mean, "std": ds.std, "classes": classes,
+                "meta": {"id": i, "fitness": h[i].fitness, "params": h[i].params, "flops": h[i].flops}}
+               for i, _, w in loaded]
+    meta = {"ids": list(ids), "fitness": [h[i].fitness for i in ids], "popdir": h.root,
+            "dataset": h.config.dataset, "dataset_kwargs": dict(h.config.dataset_kwargs),
+            "exported_at": time.time()}
+    out = write_ensemble(path, members, meta=meta)
+    return {"ids": list(ids), "path": str(out), "fitness": meta["fitness"], "checkpoints": [c for _, c, _ in loaded]}

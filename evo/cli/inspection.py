@@ -315,19 +315,37 @@ def _pick_one(h: Any, individual: str | None, best: bool) -> int:
 @click.argument("popdir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("individual", metavar="[ID]", required=False)
 @click.option("--best", is_flag=True, help="The individual with the highest validation accuracy.")
+@click.option("--top", "top_k", type=click.IntRange(min=1), default=None,
+              help="With --ensemble: the K best individuals whose weights are kept.")
+@click.option("--ensemble", is_flag=True, help="Write the --top K as one ensemble (average of softmax probabilities).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="The model file to write (load it with evo.load_model).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @friendly
-def export(popdir: Path, individual: str | None, best: bool, output: Path, as_json: bool) -> None:
-    """Write one trained individual (ID or --best) as a self-contained model file.
+def export(popdir: Path, individual: str | None, best: bool, top_k: int | None, ensemble: bool, output: Path,
+           as_json: bool) -> None:
+    """Write one trained individual (ID or --best) as a self-contained model file, or the top K
+    as one ensemble file (--top K --ensemble).
 
-    The file holds the DNA, the trained weights and the data normalisation;
-    `evo.load_model(FILE)` returns a ready nn.Module in eval mode (images in [0, 1]).
+    The file holds the DNA, the trained weights and the data normalisation (of each member);
+    `evo.load_model(FILE)` returns a ready nn.Module in eval mode (images in [0, 1]): for an
+    ensemble, one that returns the mean of the members' softmax probabilities.
     """
-    from evo.analysis import export_individual
+    from evo.analysis import export_ensemble, export_individual
 
     h = _history(popdir)
+    if ensemble or top_k is not None:
+        if top_k is None or not ensemble or best or individual is not None:
+            raise UserError("an ensemble is written with --top K --ensemble (and no ID or --best)")
+        chosen = [r.id for r in h.ranked() if h.checkpoint(r.id) is not None][:top_k]
+        if not chosen:
+            raise UserError(f"no individual of {h.root} has kept weights (keep_checkpoints="
+                            f"{h.config.keep_checkpoints!r})")
+        out = export_ensemble(h, chosen, output)
+        emit(out, as_json, lambda d: f"exported the ensemble of {len(d['ids'])} (ids {', '.join(map(str, d['ids']))}; "
+                                     f"validation accuracy {', '.join(fmt(f, '.4f') for f in d['fitness'])}) to "
+                                     f"{d['path']}; evo.load_model({str(d['path'])!r}) averages their softmax")
+        return
     i = _pick_one(h, individual, best)
     out = export_individual(h, i, output)
     emit(out, as_json, lambda d: f"exported individual {d['id']} (validation accuracy "

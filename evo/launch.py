@@ -45,7 +45,9 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
 import submitit
-from submitit.core.utils import DelayedSubmission
+from submitit.helpers import DelayedSubmission
+
+from evo.base.slurm import slurm_job_id_from_env
 
 __all__ = [
     "JOBS_FILE",
@@ -60,6 +62,7 @@ __all__ = [
     "wait",
     "recorded_jobs",
     "job_ids",
+    "sbatch_script",
 ]
 
 #: The record of submissions in the population directory, one JSON object per line.
@@ -237,8 +240,7 @@ class WorkerJob(submitit.helpers.Checkpointable):
         """(log label, worker id) from the job's environment."""
         restart = os.environ.get("SLURM_RESTART_COUNT", "0")
         if os.environ.get("SUBMITIT_EXECUTOR") == "slurm":
-            ajob, atask = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
-            job = f"{ajob}_{atask}" if ajob and atask else os.environ.get("SLURM_JOB_ID", "?")
+            job = slurm_job_id_from_env() or "?"
             return f"job {job} run {restart}", f"submitit-{job}-r{restart}"
         if os.environ.get("SUBMITIT_EXECUTOR") == "local":
             job = os.environ.get("SUBMITIT_LOCAL_JOB_ID", "?")
@@ -346,6 +348,47 @@ def _submit_command(folder: str) -> str:
     return " ".join([shlex.quote(sys.executable), "-u -m submitit.core._submit", shlex.quote(folder)])
 
 
+def sbatch_script(folder: str, params: dict[str, Any], workers: int) -> str:
+    """The job script that submitit's Slurm executor submits for ``params`` (the arguments of
+    ``SlurmExecutor.update_parameters``) and ``workers`` array tasks, for ``--dry-run``.
+
+    Written from the parameters, as submitit writes it (one ``#SBATCH`` line per option, sorted;
+    the output file in ``folder``; ``--signal=USR2@<signal_delay_s>``; the setup lines; the
+    command that runs the pickled job), so that nothing private of submitit is needed.  The file
+    that a real submission writes is kept as ``<folder>/<JOBID>_submission.sh``.
+    """
+    p = dict(params)
+    setup = list(p.pop("setup", None) or [])
+    extra = dict(p.pop("additional_parameters", None) or {})
+    signal_delay_s = int(p.pop("signal_delay_s", 90))
+    parallelism = int(p.pop("array_parallelism", workers))
+    stderr_to_stdout = bool(p.pop("stderr_to_stdout", False))
+    options: dict[str, Any] = {k: v for k, v in p.items() if v is not None}
+    options.setdefault("nodes", 1)
+    options.setdefault("wckey", "submitit")
+    options["signal"] = f"USR2@{signal_delay_s}"
+    job = "%A_%a" if workers > 1 else "%j"
+    stdout = os.path.join(folder, f"{job}_%t_log.out")
+    stderr = os.path.join(folder, f"{job}_%t_log.err")
+    if workers > 1:
+        options["array"] = f"0-{workers - 1}%{min(workers, parallelism)}"
+    options["output"] = stdout.replace("%t", "0")
+    if not stderr_to_stdout:
+        options["error"] = stderr.replace("%t", "0")
+    options["open-mode"] = "append"
+    options.update(extra)
+    lines = ["#!/bin/bash", "", "# Parameters"]
+    for key in sorted(options):
+        flag, value = key.replace("_", "-"), options[key]
+        lines.append(f"#SBATCH --{flag}" if value is True else f"#SBATCH --{flag}={shlex.quote(str(value))}")
+    if setup:
+        lines += ["", "# setup", *setup]
+    srun = ["srun", "--unbuffered", "--output", stdout] + ([] if stderr_to_stdout else ["--error", stderr])
+    lines += ["", "# command", "export SUBMITIT_EXECUTOR=slurm",
+              " ".join(shlex.quote(a) for a in srun) + " " + _submit_command(folder), ""]
+    return "\n".join(lines)
+
+
 def _check_popdir(popdir: str | os.PathLike) -> str:
     from evo.population.store import Population
 
@@ -364,12 +407,9 @@ def plan(popdir: str | os.PathLike, opts: SubmitOptions) -> dict[str, Any]:
                            "max_requeues": opts.max_requeues, "handback_timeout_s": opts.handback_s,
                            "device": opts.device}
     if opts.executor == "slurm":
-        from submitit.slurm.slurm import _make_sbatch_string
-
         params = _slurm_parameters(opts)
         out["parameters"] = params
-        out["script"] = _make_sbatch_string(command=_submit_command(folder), folder=folder,
-                                            map_count=opts.workers if opts.workers > 1 else None, **params)
+        out["script"] = sbatch_script(folder, params, opts.workers)
     else:
         params = _local_parameters(opts)
         out["parameters"] = params

@@ -119,6 +119,37 @@ def test_dry_run_prints_the_sbatch_script_and_submits_nothing(tmp_path):
     assert plan["parameters"]["timeout_min"] == 10 and plan["visible_gpus"] == [[], [], []]
 
 
+@pytest.mark.parametrize("workers", [1, 6])
+def test_dry_run_script_is_what_submitit_would_submit(workers):
+    """evo writes the --dry-run script from the parameters (public API only); it must stay the
+    script submitit generates for them."""
+    private = pytest.importorskip("submitit.slurm.slurm")
+    make = getattr(private, "_make_sbatch_string", None)
+    if make is None:
+        pytest.skip("this submitit has no _make_sbatch_string to compare with")
+    opts = launch.SubmitOptions(workers=workers, parallel=2, partition="gpu", time_min=90, gpus_per_worker=1,
+                                cpus_per_worker=8, mem="32G", account="proj", qos="normal",
+                                sbatch_opts={"constraint": "a100", "exclusive": True},
+                                setup=["module load cuda"], signal_delay_s=300).validate()
+    params = launch._slurm_parameters(opts)
+    folder = "/shared/my pop/logs/submitit"
+    expected = make(command=launch._submit_command(folder), folder=folder,
+                    map_count=workers if workers > 1 else None, **params)
+    assert launch.sbatch_script(folder, params, workers) == expected
+
+
+def test_launch_uses_submitits_public_api_only():
+    import ast
+
+    tree = ast.parse(Path(launch.__file__).read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("submitit"):
+            assert not any(part.startswith("_") for part in node.module.split(".")), node.module
+            assert not any(a.name.startswith("_") for a in node.names), [a.name for a in node.names]
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "submitit":
+            assert not node.attr.startswith("_"), node.attr
+
+
 def test_bad_requests_are_one_line_errors(tmp_path):
     root = tmp_path / "pop"
     make_pop(root)

@@ -170,3 +170,18 @@ def test_describe_counts_the_architecture(space):
     stats = space.describe(space.from_dict(d))
     assert stats == {"depth": 2, "n_convs": 2, "n_skips": 1, "n_strided": 1, "downsampling": 2,
                      "max_channels": 16, "learning_rate": 0.1}
+
+
+def test_an_exported_model_records_its_space_and_loads_through_it(space, tmp_path):
+    torch = pytest.importorskip("torch")
+    from evo.network.export import export_model, load_model
+
+    dna = evolved(space, 6)
+    net = space.build(dna).eval()
+    path = export_model(tmp_path / "m.pt", dna, net.state_dict(), [0.5] * 3, [0.25] * 3, space=space)
+    payload = torch.load(path, weights_only=True)
+    assert payload["search_space"] == {"name": "real2017", "options": {}}
+    model = load_model(path)
+    assert model.dna == dna
+    x = torch.rand(2, *SHAPE)
+    assert torch.allclose(model(x), net((x - 0.5) / 0.25))

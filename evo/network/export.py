@@ -16,8 +16,7 @@ import torch
 from torch import nn
 
 from evo.base.files import atomic_write
-from evo.genome.real2017.dna import DNA
-from evo.network.real2017 import DNANet, build_model
+from evo.genome import GenomeError, SearchSpace, search_space, space_of
 from evo.network.weights import WeightsError, load_weights
 
 __all__ = ["EXPORT_FORMAT", "ExportedModel", "ExportError", "export_model", "load_model"]
@@ -33,11 +32,12 @@ class ExportError(WeightsError, RuntimeError):
 class ExportedModel(nn.Module):
     """A trained DNA network with its normalisation: takes images in [0, 1], returns logits."""
 
-    def __init__(self, net: DNANet, mean: Sequence[float], std: Sequence[float],
-                 classes: Sequence[str] | None = None, meta: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float],
+                 classes: Sequence[str] | None = None, meta: Mapping[str, Any] | None = None,
+                 dna: Any = None) -> None:
         super().__init__()
         self.net = net
-        self.dna = net.dna
+        self.dna = dna if dna is not None else getattr(net, "dna", None)
         self.register_buffer("mean", torch.tensor(list(mean), dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("std", torch.tensor(list(std), dtype=torch.float32).view(1, -1, 1, 1))
         self.classes = list(classes) if classes is not None else None
@@ -52,22 +52,26 @@ class ExportedModel(nn.Module):
 
 def export_model(
     path: str | os.PathLike[str],
-    dna: DNA,
+    dna: Any,
     state_dict: Mapping[str, torch.Tensor],
     mean: Sequence[float],
     std: Sequence[float],
     classes: Sequence[str] | None = None,
     meta: Mapping[str, Any] | None = None,
+    space: SearchSpace | None = None,
 ) -> Path:
-    """Write DNA + weights + normalisation to ``path`` (atomically) and check it loads."""
-    net = build_model(dna)
+    """Write DNA + weights + normalisation to ``path`` (atomically) and check it loads;
+    ``space``: the genome's search space (``real2017`` when not given), recorded in the file."""
+    space = space or search_space("real2017")
+    net = space.build(dna)
     missing, unexpected = net.load_state_dict(dict(state_dict), strict=False)
     if missing or unexpected:
         raise ExportError(f"weights do not fit the DNA: missing {missing}, unexpected {unexpected}")
     payload = {
         "format": EXPORT_FORMAT,
         "version": EXPORT_VERSION,
-        "dna": dna.to_json(indent=None),
+        "dna": space.to_json(dna),
+        "search_space": space.spec(),
         "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
         "mean": [float(m) for m in mean],
         "std": [float(s) for s in std],
@@ -93,8 +97,13 @@ def load_model(path: str | os.PathLike[str], map_location: str | torch.device = 
         raise ExportError(f"{path}: not an evo model file (no '{EXPORT_FORMAT}' marker)")
     if int(payload.get("version", 0)) > EXPORT_VERSION:
         raise ExportError(f"{path}: written by a newer evo (version {payload['version']}); upgrade evo")
-    dna = DNA.from_json(payload["dna"])
-    net = build_model(dna)
+    try:  # files written before the space was recorded hold a real2017 DNA
+        space = space_of({"search_space": payload.get("search_space")})
+        dna = space.from_json(payload["dna"])
+    except GenomeError as exc:
+        raise ExportError(f"{path}: its architecture cannot be read ({exc})") from None
+    net = space.build(dna)
     net.load_state_dict(payload["state_dict"])
-    model = ExportedModel(net, payload["mean"], payload["std"], payload.get("classes"), payload.get("meta"))
+    model = ExportedModel(net, payload["mean"], payload["std"], payload.get("classes"), payload.get("meta"),
+                          dna=dna)
     return model.to(map_location).eval()

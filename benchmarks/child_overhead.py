@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 import evo.worker.loop as worker_mod  # noqa: E402
-from evo.population.store import Population  # noqa: E402
+from evo.population import Population  # noqa: E402
 
 
 def main() -> None:

@@ -49,8 +49,9 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from evo import store  # noqa: E402
-from evo.population.store import Population, WorkerInfo  # noqa: E402
+from evo.base.files import atomic_write_json  # noqa: E402
+from evo.population.locks import filesystem_of  # noqa: E402
+from evo.population import Population, WorkerInfo  # noqa: E402
 
 FORK = multiprocessing.get_context("fork")
 DOCS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "benchmarks.md")
@@ -102,9 +103,9 @@ def build_population(root: str, P: int, dead: int, lock: str) -> Population:
         os.link(os.path.join(tdir, "dna.json"), os.path.join(d, "dna.json"))
         os.link(os.path.join(tdir, "fitness.json"), os.path.join(d, "fitness.json"))
     shutil.rmtree(tdir)
-    pop._write_next_id(P + dead + 1)
-    store.atomic_write_json(os.path.join(root, "state.json"),
-                            {"trained": P + dead, "flops": float(P + dead), "top": [], "updated_at": now})
+    pop.ids.write_next(P + dead + 1)
+    atomic_write_json(os.path.join(root, "state.json"),
+                      {"trained": P + dead, "flops": float(P + dead), "top": [], "updated_at": now})
     return pop
 
 
@@ -314,7 +315,7 @@ def ms(x):
 
 
 def machine(workdir):
-    fstype, mnt, _ = store.filesystem_of(workdir)
+    fstype, mnt, _ = filesystem_of(workdir)
     cpu = platform.processor() or ""
     try:
         with open("/proc/cpuinfo") as f:

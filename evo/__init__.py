@@ -38,7 +38,7 @@ _EXPORTS = {
     "TrainConfig": "evo.network.settings",
     "load_model": "evo.network.export",
     "export_model": "evo.network.export",
-    "Population": "evo.population.store",
+    "Population": "evo.population",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from evo.population.store import Population
+from evo.population import Population
 
 __all__ = ["DEMO_CONFIG", "run_demo"]
 

@@ -390,7 +390,7 @@ def sbatch_script(folder: str, params: dict[str, Any], workers: int) -> str:
 
 
 def _check_popdir(popdir: str | os.PathLike) -> str:
-    from evo.population.store import Population
+    from evo.population import Population
 
     root = os.path.abspath(os.fspath(popdir))
     Population.open(root)                 # clear error when it is not a population

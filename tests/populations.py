@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from evo import analysis
-from evo.population.store import Population
+from evo.population import Population
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent

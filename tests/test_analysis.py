@@ -22,7 +22,7 @@ import pytest
 
 from evo import analysis
 from evo.analysis import loading as loading_module
-from evo.population.store import Population
+from evo.population import Population
 from populations import _BUILT, POP_KW, _DNA, make_fake_population
 
 
@@ -227,7 +227,7 @@ def test_retraining_individuals_stay_in_the_history(population, tmp_path):
 
 
 def test_not_a_population(tmp_path):
-    from evo.population.store import NotAPopulationError
+    from evo.population import NotAPopulationError
 
     with pytest.raises(NotAPopulationError):
         analysis.load(tmp_path)

@@ -1,9 +1,14 @@
+"""Crash-safe files and JSON Lines: atomic writes, retried reads, torn lines."""
+
+import errno
 import os
 import stat
 
 import pytest
 
+from evo.base import files
 from evo.base.files import atomic_write
+from popkit import put
 
 
 def test_writes_and_replaces(tmp_path):
@@ -33,3 +38,42 @@ def test_mode_follows_the_umask_not_owner_only(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert stat.S_IMODE(p.stat().st_mode) == 0o666 & ~mask
+
+
+def test_estale_reads_are_retried(tmp_path, monkeypatch):
+    p = tmp_path / "f.json"
+    p.write_text('{"a": 1}')
+    real = files._read_bytes_once
+    calls = []
+
+    def flaky(path):
+        calls.append(path)
+        if len(calls) < 3:
+            raise OSError(errno.ESTALE, "Stale file handle")
+        return real(path)
+
+    monkeypatch.setattr(files, "_read_bytes_once", flaky)
+    assert files.load_json(str(p)) == {"a": 1} and len(calls) == 3
+
+
+def test_atomic_write_files_replaces_all_or_leaves_the_old_files(tmp_path, monkeypatch):
+    a, b = str(tmp_path / "a.json"), str(tmp_path / "b.json")
+    put(a, b"old a")
+    put(b, b"old b")
+    files.atomic_write_files({a: b"new a", b: b"new b"})
+    assert open(a, "rb").read() == b"new a" and open(b, "rb").read() == b"new b"
+    assert sorted(os.listdir(tmp_path)) == ["a.json", "b.json"]
+    real_fsync = os.fsync
+    calls = []
+
+    def failing_fsync(fd):
+        calls.append(fd)
+        if len(calls) == 2:
+            raise OSError(errno.EIO, "I/O error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(OSError):
+        files.atomic_write_files({a: b"newer a", b: b"newer b"})
+    assert open(a, "rb").read() == b"new a" and open(b, "rb").read() == b"new b"
+    assert sorted(os.listdir(tmp_path)) == ["a.json", "b.json"]  # no temporary left behind

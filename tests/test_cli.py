@@ -8,7 +8,7 @@ import json
 from click.testing import CliRunner
 
 from evo.cli import main
-from evo.population.store import Population
+from evo.population import Population
 
 TINY = ["--dataset-opt", "n_train=600", "--dataset-opt", "n_val=200", "--dataset-opt", "n_test=200",
         "--dataset-opt", "image_size=8"]

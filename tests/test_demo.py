@@ -10,7 +10,7 @@ from evo.demo import DEMO_CONFIG, run_demo
 
 
 def test_demo_config_is_valid():
-    from evo.population.store import Config
+    from evo.population import Config
 
     Config.from_dict(dict(DEMO_CONFIG)).validate()
 

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from evo import launch
 from evo.cli import main
-from evo.population.store import Population, fsck, read_events
+from evo.population import Population, fsck, read_events
 
 TINY_DATA = {"n_train": 600, "n_val": 200, "n_test": 200, "image_size": 8}
 

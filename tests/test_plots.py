@@ -51,7 +51,7 @@ def test_architecture_trends(population, tmp_path):
 
 
 def test_empty_population(tmp_path):
-    from evo.population.store import Population
+    from evo.population import Population
 
     Population.create(str(tmp_path / "empty"), dataset="synthetic", population_size=3, lock="none")
     out = tmp_path / "empty.png"

@@ -24,7 +24,7 @@ import pytest
 from click.testing import CliRunner
 
 from evo.cli import main
-from evo.population.store import Population
+from evo.population import Population
 from evo.report import build_report, run_labels, write_report
 from evo.report.drawings import text_listing
 from slurm_cluster import unavailable

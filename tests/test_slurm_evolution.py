@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from evo import launch
-from evo.population.store import Population, fsck, read_events
+from evo.population import Population, fsck, read_events
 
 pytestmark = pytest.mark.slurm
 

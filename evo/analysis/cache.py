@@ -16,7 +16,7 @@ import os
 from typing import Any
 
 from evo.analysis.records import CACHED_FIELDS
-from evo.population import store as _store
+from evo.base.files import atomic_write
 
 __all__ = ["DeadCache", "cache_dir"]
 
@@ -93,7 +93,7 @@ class DeadCache:
                 for i, ino, vals in sorted(keep, key=lambda r: r[0]):
                     buf.write(json.dumps([i, ino, *vals], separators=(",", ":")) + "\n")
                 os.makedirs(os.path.dirname(self.path), exist_ok=True)
-                _store.atomic_write_bytes(self.path, buf.getvalue().encode(), fsync=False)
+                atomic_write(self.path, buf.getvalue().encode(), fsync=False, sync_dir=False)
                 self.lines = len(keep)
                 return
             if not rows:

@@ -8,7 +8,7 @@ from typing import Any
 from evo.analysis.history import History
 from evo.analysis.loading import history_of
 from evo.analysis.records import dna_stats
-from evo.population import store as _store
+from evo.population.layout import DEATH_FILE, load_json_or_none
 
 __all__ = ["describe"]
 
@@ -22,7 +22,7 @@ def describe(pop: str | os.PathLike | History, i: int) -> dict[str, Any]:
     dna = h.dna(i)
     vertices, edges = _dna_tables(dna)
     parent = h.get(r.parent_id) if r.parent_id is not None else None
-    death = _store.load_json_or_none(os.path.join(h.path_of(i), _store.DEATH_FILE), warn=False)
+    death = load_json_or_none(os.path.join(h.path_of(i), DEATH_FILE), warn=False)
     return {
         "id": r.id, "status": r.status, "alive": r.alive, "path": h.path_of(i),
         "fitness": r.fitness, "outcome": r.outcome, "kind": r.kind,

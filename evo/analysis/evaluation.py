@@ -12,7 +12,6 @@ Results are appended to ``POPDIR/evaluations.jsonl`` (one JSON object per line).
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import time
@@ -22,7 +21,7 @@ from evo.analysis.errors import NoTestSplitError
 from evo.analysis.history import History
 from evo.analysis.loading import history_of
 from evo.analysis.models import checkpoint_of, load_individual_model, load_population_dataset
-from evo.population import store as _store
+from evo.base.files import append_jsonl, read_jsonl
 
 __all__ = ["EVALUATIONS_FILE", "evaluate_test", "record_evaluation", "read_evaluations"]
 
@@ -93,30 +92,10 @@ def record_evaluation(popdir: str | os.PathLike, result: dict[str, Any]) -> str:
     with the time ``t`` and ``host``); returns the file's path."""
     path = os.path.join(os.fspath(popdir), EVALUATIONS_FILE)
     line = {"t": time.time(), "host": socket.gethostname(), **result}
-    payload = (json.dumps(line, sort_keys=True, default=str) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, payload)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    append_jsonl(path, [line], default=str)
     return path
 
 
 def read_evaluations(popdir: str | os.PathLike) -> list[dict[str, Any]]:
     """Every result recorded by :func:`record_evaluation` (torn lines skipped)."""
-    path = os.path.join(os.fspath(popdir), EVALUATIONS_FILE)
-    try:
-        data = _store.read_bytes(path)
-    except FileNotFoundError:
-        return []
-    out = []
-    for line in data.split(b"\n"):
-        if line.strip():
-            try:
-                d = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(d, dict):
-                out.append(d)
-    return out
+    return read_jsonl(os.path.join(os.fspath(popdir), EVALUATIONS_FILE))

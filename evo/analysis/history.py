@@ -25,7 +25,19 @@ import numpy as np
 from evo.analysis.cache import DeadCache
 from evo.analysis.errors import AnalysisError, UnknownIndividualError
 from evo.analysis.records import CACHED_FIELDS, IndividualSummary, dna_stats, number
-from evo.population import store as _store
+from evo.base.files import read_bytes
+from evo.population import Config, read_events
+from evo.population.layout import (
+    ALIVE,
+    CHECKPOINT_FILE,
+    DEAD,
+    DNA_FILE,
+    FITNESS_FILE,
+    INFLIGHT,
+    PENDING,
+    SHARD_SIZE,
+    load_json_or_none,
+)
 
 __all__ = ["X_AXES", "Curve", "History", "axis_label", "listdir", "shard_of"]
 
@@ -36,7 +48,7 @@ X_AXES = ("time", "individuals", "flops")
 
 def shard_of(i: int) -> str:
     """The ``dead/<shard>`` directory name of individual ``i``."""
-    return str(i // _store.SHARD_SIZE)
+    return str(i // SHARD_SIZE)
 
 
 def listdir(d: str) -> list[str]:
@@ -88,7 +100,7 @@ class History:
     control.json and state.json.  ``warnings`` lists what was skipped (torn files, ...).
     """
 
-    def __init__(self, root: str, config: _store.Config, individuals: list[IndividualSummary],
+    def __init__(self, root: str, config: Config, individuals: list[IndividualSummary],
                  counts: dict[str, int], control: dict, state: dict, warnings_: list[str],
                  loaded_at: float, load_s: float, cache_hits: int, dead_inodes: dict[int, int] | None = None,
                  cache: "DeadCache | None" = None):
@@ -136,9 +148,9 @@ class History:
         where = ""
         try:
             n = int(i)  # type: ignore[arg-type]
-            if os.path.isdir(os.path.join(self.root, _store.PENDING, str(n))):
+            if os.path.isdir(os.path.join(self.root, PENDING, str(n))):
                 where = " (it is pending work, not trained yet)"
-            elif any(x.startswith(f"{n}.") for x in listdir(os.path.join(self.root, _store.INFLIGHT))):
+            elif any(x.startswith(f"{n}.") for x in listdir(os.path.join(self.root, INFLIGHT))):
                 where = " (it is being trained right now)"
         except (TypeError, ValueError):
             pass
@@ -299,7 +311,7 @@ class History:
         for r in todo:
             d = self.path_of(r.id)
             try:
-                dna = json.loads(_store.read_bytes(os.path.join(d, _store.DNA_FILE)))
+                dna = json.loads(read_bytes(os.path.join(d, DNA_FILE)))
             except (OSError, ValueError, UnicodeDecodeError):
                 continue
             if isinstance(dna, dict):
@@ -368,14 +380,14 @@ class History:
     def path_of(self, i: int) -> str:
         """The directory of individual ``i`` (where it lives now)."""
         r = self[i]
-        pop_paths = [os.path.join(self.root, _store.ALIVE, str(i)),
-                     os.path.join(self.root, _store.DEAD, shard_of(i), str(i))]
+        pop_paths = [os.path.join(self.root, ALIVE, str(i)),
+                     os.path.join(self.root, DEAD, shard_of(i), str(i))]
         if r.status == "dead":
             pop_paths.reverse()
         elif r.status == "retraining":  # queued or being retrained: pending/<id> or inflight/<id>.<token>
-            pop_paths.insert(0, os.path.join(self.root, _store.PENDING, str(i)))
-            pop_paths[1:1] = [os.path.join(self.root, _store.INFLIGHT, n)
-                              for n in listdir(os.path.join(self.root, _store.INFLIGHT))
+            pop_paths.insert(0, os.path.join(self.root, PENDING, str(i)))
+            pop_paths[1:1] = [os.path.join(self.root, INFLIGHT, n)
+                              for n in listdir(os.path.join(self.root, INFLIGHT))
                               if n.partition(".")[0] == str(i)]
         for p in pop_paths:
             if os.path.isdir(p):
@@ -384,23 +396,23 @@ class History:
 
     def record(self, i: int) -> dict:
         """The full fitness record (``fitness.json``) of ``i``, read now."""
-        p = os.path.join(self.path_of(i), _store.FITNESS_FILE)
-        rec = _store.load_json_or_none(p, warn=False)
+        p = os.path.join(self.path_of(i), FITNESS_FILE)
+        rec = load_json_or_none(p, warn=False)
         if rec is None:
             raise AnalysisError(f"{p}: the fitness record is gone or unreadable; run `evo fsck {self.root}`")
         return rec
 
     def dna(self, i: int) -> dict:
         """The DNA (``dna.json``) of ``i`` as a dict."""
-        p = os.path.join(self.path_of(i), _store.DNA_FILE)
-        d = _store.load_json_or_none(p, warn=False)
+        p = os.path.join(self.path_of(i), DNA_FILE)
+        d = load_json_or_none(p, warn=False)
         if d is None:
             raise AnalysisError(f"{p}: the DNA is gone or unreadable; run `evo fsck {self.root}`")
         return d
 
     def checkpoint(self, i: int) -> str | None:
         """Path of the trained weights of ``i``, or None if they were not kept."""
-        p = os.path.join(self.path_of(i), _store.CHECKPOINT_FILE)
+        p = os.path.join(self.path_of(i), CHECKPOINT_FILE)
         return p if os.path.exists(p) else None
 
     def death_times(self) -> dict[int, float]:
@@ -408,7 +420,7 @@ class History:
         out: dict[int, float] = {}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            for ev in _store.read_events(self.root, warn=False):
+            for ev in read_events(self.root, warn=False):
                 if ev.get("event") == "death" and isinstance(ev.get("id"), int) and number(ev.get("t")):
                     out[ev["id"]] = float(ev["t"])
         return out

@@ -21,7 +21,19 @@ from evo.analysis.cache import DeadCache
 from evo.analysis.history import Curve, History, listdir, shard_of
 from evo.analysis.records import (CACHED_FIELDS, IndividualSummary, read_individual, read_individuals,
                                   summary_from_values, values_from_record)
-from evo.population import store as _store
+from evo.population import Population
+from evo.population.layout import (
+    ALIVE,
+    CONTROL_FILE,
+    DEAD,
+    DNA_FILE,
+    FITNESS_FILE,
+    INFLIGHT,
+    PENDING,
+    STATE_FILE,
+    StoreWarning,
+    load_json_or_none,
+)
 
 __all__ = ["load", "history_of", "lineage", "best_so_far"]
 
@@ -40,7 +52,7 @@ def _scan_ids(d: str) -> dict[int, int]:
     except (FileNotFoundError, NotADirectoryError):
         pass
     except OSError as e:
-        warnings.warn(f"{d}: cannot list ({e})", _store.StoreWarning)
+        warnings.warn(f"{d}: cannot list ({e})", StoreWarning)
     return out
 
 
@@ -71,22 +83,22 @@ def load(popdir: str | os.PathLike, *, with_dna: bool = False, cache: bool | str
     root = os.path.abspath(os.fspath(popdir))
     problems: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", _store.StoreWarning)
-        pop = _store.Population.open(root, lock="none")
+        warnings.simplefilter("always", StoreWarning)
+        pop = Population.open(root, lock="none")
         cfg = pop.config
-        control = _store.load_json_or_none(os.path.join(root, _store.CONTROL_FILE)) or {}
-        state = _store.load_json_or_none(os.path.join(root, _store.STATE_FILE)) or {}
+        control = load_json_or_none(os.path.join(root, CONTROL_FILE)) or {}
+        state = load_json_or_none(os.path.join(root, STATE_FILE)) or {}
         loaded_at = time.time()
 
         # 1. list (alive first: an individual killed meanwhile then shows up in dead/)
-        alive = _scan_ids(os.path.join(root, _store.ALIVE))
+        alive = _scan_ids(os.path.join(root, ALIVE))
         dead: dict[int, int] = {}
-        dead_root = os.path.join(root, _store.DEAD)
+        dead_root = os.path.join(root, DEAD)
         for s in listdir(dead_root):
             if s.isdigit():
                 dead.update(_scan_ids(os.path.join(dead_root, s)))
-        pending = listdir(os.path.join(root, _store.PENDING))
-        inflight = listdir(os.path.join(root, _store.INFLIGHT))
+        pending = listdir(os.path.join(root, PENDING))
+        inflight = listdir(os.path.join(root, INFLIGHT))
 
         # 2. the dead: from the cache when the directory is the same, else read
         dc = None
@@ -131,24 +143,24 @@ def load(popdir: str | os.PathLike, *, with_dna: bool = False, cache: bool | str
         for i in sorted(alive):
             if i in dead:
                 continue  # killed between the two listings
-            vals, err = read_individual(os.path.join(root, _store.ALIVE, str(i)), i, with_dna)
+            vals, err = read_individual(os.path.join(root, ALIVE, str(i)), i, with_dna)
             if vals is None and err == "missing":
                 # killed since the listing: it is in dead/ now
-                dp = os.path.join(root, _store.DEAD, shard_of(i), str(i))
+                dp = os.path.join(root, DEAD, shard_of(i), str(i))
                 vals, err = read_individual(dp, i, with_dna)
                 if vals is not None:
                     records[i] = summary_from_values(vals, "dead")
                     continue
-                if not os.path.isdir(os.path.join(root, _store.ALIVE, str(i))):
+                if not os.path.isdir(os.path.join(root, ALIVE, str(i))):
                     continue  # moved away (a retrain queued): seen below or next time
             if vals is None:
                 problems.append(err if err != "missing" else
-                                f"{os.path.join(root, _store.ALIVE, str(i))}: alive without fitness.json")
+                                f"{os.path.join(root, ALIVE, str(i))}: alive without fitness.json")
                 continue
             records[i] = summary_from_values(vals, "alive")
 
         # 4. living individuals being retrained (reset-weights): their previous record
-        for sub, names in ((_store.PENDING, pending), (_store.INFLIGHT, inflight)):
+        for sub, names in ((PENDING, pending), (INFLIGHT, inflight)):
             for n in names:
                 a = n.partition(".")[0]
                 if not a.isdigit() or int(a) in records:
@@ -157,13 +169,13 @@ def load(popdir: str | os.PathLike, *, with_dna: bool = False, cache: bool | str
                 i = int(a)
                 rec = None
                 for cand in sorted(listdir(d), reverse=True):
-                    if cand == _store.FITNESS_FILE or (cand.startswith("fitness.g") and cand.endswith(".json")):
-                        rec = _store.load_json_or_none(os.path.join(d, cand), warn=False)
+                    if cand == FITNESS_FILE or (cand.startswith("fitness.g") and cand.endswith(".json")):
+                        rec = load_json_or_none(os.path.join(d, cand), warn=False)
                         if rec is not None and rec.get("id") == i:
                             break
                         rec = None
                 if rec is not None and rec.get("outcome") == "ok":
-                    dna = _store.load_json_or_none(os.path.join(d, _store.DNA_FILE), warn=False) if with_dna else None
+                    dna = load_json_or_none(os.path.join(d, DNA_FILE), warn=False) if with_dna else None
                     records[i] = summary_from_values(values_from_record(rec, dna), "retraining")
 
     for w in caught:

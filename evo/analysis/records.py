@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from evo.base.slurm import slurm_job_id
-from evo.population import store as _store
+from evo.base.files import read_bytes
+from evo.population.layout import DNA_FILE, FITNESS_FILE
 
 __all__ = ["IndividualSummary", "dna_stats", "read_individual", "read_individuals", "summary_from_values",
            "values_from_record", "CACHED_FIELDS", "DNA_FIELDS", "integer", "number"]
@@ -187,9 +188,9 @@ def values_from_record(rec: dict, dna: dict | None) -> list:
 def read_individual(directory: str, expect_id: int, with_dna: bool) -> tuple[list | None, str | None]:
     """(values, None) or (None, problem) for one individual's directory; problem ``"missing"``
     when it has no fitness record (it moved away meanwhile).  Never raises."""
-    fpath = os.path.join(directory, _store.FITNESS_FILE)
+    fpath = os.path.join(directory, FITNESS_FILE)
     try:
-        rec = json.loads(_store.read_bytes(fpath))
+        rec = json.loads(read_bytes(fpath))
         if not isinstance(rec, dict):
             raise ValueError("not a JSON object")
     except (FileNotFoundError, NotADirectoryError):
@@ -203,7 +204,7 @@ def read_individual(directory: str, expect_id: int, with_dna: bool) -> tuple[lis
     dna = None
     if with_dna:
         try:
-            dna = json.loads(_store.read_bytes(os.path.join(directory, _store.DNA_FILE)))
+            dna = json.loads(read_bytes(os.path.join(directory, DNA_FILE)))
             if not isinstance(dna, dict):
                 dna = None
         except (OSError, ValueError, UnicodeDecodeError):

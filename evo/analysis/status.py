@@ -17,7 +17,8 @@ from evo.analysis.history import History, listdir
 from evo.analysis.loading import history_of
 from evo.analysis.records import integer, number
 from evo.base.slurm import slurm_job_id
-from evo.population import store as _store
+from evo.population import Population
+from evo.population.layout import SOFT_LOCK_FILE
 
 __all__ = ["status", "format_duration"]
 
@@ -38,7 +39,7 @@ def status(pop: str | os.PathLike | History, now: float | None = None) -> dict[s
     out_warn: list[str] = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        p = _store.Population.open(root, lock="none")
+        p = Population.open(root, lock="none")
         leases = p.leases()
     workers = []
     for ls in leases:
@@ -57,7 +58,7 @@ def status(pop: str | os.PathLike | History, now: float | None = None) -> dict[s
             out_warn.append(f"stale lease: child {ls.get('id')} of worker {ls.get('worker')} expired{ago} "
                             f"(the worker died; any worker recovers it, or run `evo fsck --repair {root}`)")
     # locks
-    soft = os.path.join(root, _store.SOFT_LOCK_FILE)
+    soft = os.path.join(root, SOFT_LOCK_FILE)
     try:
         age = now - os.stat(soft).st_mtime
         if age > cfg.lock_ttl_s:
@@ -66,7 +67,7 @@ def status(pop: str | os.PathLike | History, now: float | None = None) -> dict[s
     except OSError:
         pass
     for n in listdir(root):
-        if n.startswith(_store.SOFT_LOCK_FILE + ".broken-"):
+        if n.startswith(SOFT_LOCK_FILE + ".broken-"):
             out_warn.append(f"leftover of a broken lock: {os.path.join(root, n)} (`evo fsck --repair` removes it)")
     # torn files and other problems found while loading
     for w in h.warnings:

@@ -143,7 +143,7 @@ DEVICE = _Device()
 
 def open_population(popdir: Path | str) -> Any:
     """The population at ``popdir`` (``NotAPopulationError``, exit 2, if it is none)."""
-    from evo.population.store import Population
+    from evo.population import Population
 
     return Population.open(str(popdir))
 

@@ -83,7 +83,7 @@ def init(popdir: Path, config_file: Path | None, dataset: str | None, data_root:
          dataset_opt: tuple[str, ...], check_data: bool, train_opt: tuple[str, ...], as_json: bool,
          **fields: Any) -> None:
     """Create a new population in POPDIR with P seed individuals planned as pending work."""
-    from evo.population.store import Config, Population
+    from evo.population import Config, Population
 
     cfg: dict[str, Any] = {}
     if config_file is not None:
@@ -179,7 +179,7 @@ _knob("resume", "Clear pause and stop: workers go on (start new ones if they exi
 @friendly
 def fsck(popdir: Path, repair: bool, as_json: bool) -> None:
     """Check every invariant of the population directory (exit 1 when problems remain)."""
-    from evo.population.store import fsck as run_fsck
+    from evo.population import fsck as run_fsck
 
     report = run_fsck(str(popdir), repair=repair)
     emit(report.to_dict(), as_json, lambda d: str(report))

@@ -1,0 +1,212 @@
+"""The experiment config (``config.json``, immutable) and the run-control knobs (``control.json``).
+
+Pure Python: the whole config, training settings included, is checked without torch, so that
+``evo init`` refuses on the login node what every worker would fail on later.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import time
+from dataclasses import dataclass, field
+
+from evo.population import strategies
+from evo.population.layout import (
+    CONFIG_FILE,
+    FORMAT_VERSION,
+    ConfigError,
+    CorruptFileError,
+    FormatVersionError,
+    NotAPopulationError,
+    is_num,
+    load_json,
+    warn,
+)
+
+__all__ = ["Config", "Control", "INHERITANCE_MODES", "LOCK_MODES", "read_config"]
+
+LOCK_MODES = ("auto", "flock", "soft", "none")
+INHERITANCE_MODES = ("paper", "none")
+
+
+@dataclass
+class Config:
+    """The experiment config, written once to ``config.json`` and never changed.
+
+    See docs/format.md for the meaning of every field.
+    """
+
+    dataset: str = "cifar10"
+    dataset_kwargs: dict = field(default_factory=dict)
+    population_size: int = 1000
+    strategy: str = "tournament"
+    sample_size: int = 25
+    steps_per_child: int = 25600
+    mutations_per_child: int = 1
+    max_individuals: int | None = None
+    max_flops: float | None = None
+    lock: str = "auto"
+    inheritance: str = "paper"
+    keep_checkpoints: str = "alive"
+    seed: int = 0
+    lease_ttl_s: float = 600.0
+    heartbeat_s: float = 30.0
+    checkpoint_every_s: float = 300.0
+    lock_ttl_s: float = 60.0
+    lock_timeout_s: float = 600.0
+    max_attempts: int = 5
+    seed_dna: dict | None = None
+    train: dict = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+    created_at: float | None = None
+    lock_detected: str | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Config":
+        if not isinstance(d, dict):
+            raise ConfigError(f"config must be a JSON object, got {type(d).__name__}")
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = [k for k in d if k not in names]
+        if unknown:
+            k = unknown[0]
+            close = difflib.get_close_matches(k, names, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(
+                f"config field '{k}': unknown field{hint}. Fix: remove it; known fields are "
+                f"{', '.join(names)}"
+            )
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @property
+    def keep_top(self) -> int:
+        """K of ``keep_checkpoints = "top:K"`` (0 otherwise)."""
+        if self.keep_checkpoints.startswith("top:"):
+            return int(self.keep_checkpoints[4:])
+        return 0
+
+    def validate(self) -> "Config":
+        """Raise :class:`ConfigError` (one line naming the field and the fix) for a bad field."""
+
+        def bad(name: str, problem: str, fix: str) -> ConfigError:
+            return ConfigError(
+                f"config field '{name}': {problem}, got {getattr(self, name)!r}. Fix: {fix}"
+            )
+
+        def integer(name: str, lo: int, fix: str, optional: bool = False) -> None:
+            v = getattr(self, name)
+            if v is None and optional:
+                return
+            if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+                raise bad(name, f"must be an integer >= {lo}", fix)
+
+        def positive(name: str, fix: str, optional: bool = False) -> None:
+            v = getattr(self, name)
+            if v is None and optional:
+                return
+            if not is_num(v) or v <= 0:
+                raise bad(name, "must be a positive number", fix)
+
+        if self.format_version != FORMAT_VERSION:
+            raise bad("format_version", f"this evo writes format {FORMAT_VERSION}", "leave it out")
+        if not isinstance(self.dataset, str) or not self.dataset:
+            raise bad("dataset", "must be a non-empty string", "name a dataset, e.g. cifar10")
+        if not isinstance(self.dataset_kwargs, dict):
+            raise bad("dataset_kwargs", "must be a JSON object", "pass a dict of keyword arguments")
+        integer("population_size", 2, "use at least 2 (the paper uses 1000)")
+        if self.strategy not in strategies.STRATEGIES:
+            raise bad("strategy", f"must be one of {', '.join(strategies.STRATEGIES)}",
+                      "pick tournament (Real 2017), aging (Real 2019) or random")
+        integer("sample_size", 1, "use 1 <= sample_size (Real 2019 uses 25 for P=100)")
+        integer("steps_per_child", 1, "use a positive number of training steps (paper: 25600)")
+        integer("mutations_per_child", 0, "use 0 or more mutations per child (paper: 1)")
+        integer("max_individuals", 1, "use a positive number or null for no limit", optional=True)
+        positive("max_flops", "use a positive number of FLOPs or null for no limit", optional=True)
+        if self.lock not in LOCK_MODES:
+            raise bad("lock", f"must be one of {', '.join(LOCK_MODES)}",
+                      "use auto unless you know the file system's locking")
+        if self.inheritance not in INHERITANCE_MODES:
+            raise bad("inheritance", "must be 'paper' or 'none'",
+                      "paper = children inherit matching weights; none = train from scratch")
+        kc = self.keep_checkpoints
+        ok_kc = kc in ("all", "alive") or (
+            isinstance(kc, str) and kc.startswith("top:") and kc[4:].isdigit() and int(kc[4:]) > 0
+        )
+        if not ok_kc:
+            raise bad("keep_checkpoints", "must be 'all', 'alive' or 'top:K' with K > 0",
+                      "e.g. top:10 keeps the 10 best models ever trained besides the living")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise bad("seed", "must be an integer", "pass an integer random seed")
+        positive("lease_ttl_s", "use a time-to-live in seconds, several times heartbeat_s")
+        positive("heartbeat_s", "use a heartbeat period in seconds")
+        if self.heartbeat_s * 2 > self.lease_ttl_s:
+            raise bad("heartbeat_s", f"must be at most half of lease_ttl_s ({self.lease_ttl_s})",
+                      "heartbeat more often or raise lease_ttl_s")
+        positive("checkpoint_every_s", "use a period in seconds")
+        positive("lock_ttl_s", "use a time-to-live in seconds for the soft lock")
+        positive("lock_timeout_s", "use a timeout in seconds")
+        integer("max_attempts", 1, "use at least 1")
+        if self.seed_dna is not None and not isinstance(self.seed_dna, dict):
+            raise bad("seed_dna", "must be a DNA dict (DNA.to_dict()) or null", "pass DNA.to_dict()")
+        if not isinstance(self.train, dict):
+            raise bad("train", "must be a JSON object", "pass a dict of training settings")
+        return self
+
+
+def read_config(root: str) -> Config:
+    """The config of the population at ``root`` (any readable format version), with clear errors
+    when ``root`` is not a population or was written by a newer evo."""
+    cpath = os.path.join(root, CONFIG_FILE)
+    if not os.path.isdir(root):
+        raise NotAPopulationError(f"{root}: no such directory. Fix: create a population with `evo init {root}`")
+    try:
+        raw = load_json(cpath)
+    except FileNotFoundError:
+        raise NotAPopulationError(
+            f"{root} is not an evo population (no {CONFIG_FILE}). Fix: check the path, or "
+            f"create one with `evo init {root}`"
+        ) from None
+    except CorruptFileError as e:
+        raise NotAPopulationError(f"{e} -- the experiment config is unreadable") from None
+    ver = raw.get("format_version")
+    if not isinstance(ver, int):
+        raise NotAPopulationError(f"{cpath}: no format_version; not an evo population")
+    if ver > FORMAT_VERSION:
+        raise FormatVersionError(
+            f"{root} uses on-disk format {ver}, newer than this evo reads (<= {FORMAT_VERSION}). "
+            f"Fix: upgrade evo"
+        )
+    known = {f.name for f in dataclasses.fields(Config)}
+    extra = sorted(k for k in raw if k not in known)
+    if extra:
+        warn(f"{cpath}: ignoring unknown config fields {extra}")
+    return Config(**{k: v for k, v in raw.items() if k in known})
+
+
+@dataclass
+class Control:
+    """Mutable run-control knobs (``control.json``), re-read by workers at every step."""
+
+    mutations_per_child: int = 1
+    paused: bool = False
+    stopped: bool = False
+    reset_generation: int = 0
+    epoch: int = 0
+    updated_at: float = 0.0
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Control":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def default_state() -> dict:
+    """The counters of a new population (``state.json``)."""
+    return {"trained": 0, "flops": 0.0, "top": [], "updated_at": time.time()}

@@ -47,7 +47,7 @@ def _snapshot(pop: Population) -> dict:
     seed_best = None
     born = 0
     for ind in pop.individuals():
-        rec = ind.fitness or {}
+        rec = ind.record or {}
         f = rec.get("fitness")
         born += 1
         if not isinstance(f, (int, float)):

@@ -216,7 +216,7 @@ def test_individual_killed_while_loading(population, tmp_path, monkeypatch):
 def test_retraining_individuals_stay_in_the_history(population, tmp_path):
     pop = _copy(population, tmp_path)
     n_alive = len(analysis.load(pop, cache=False).alive())
-    assert Population.open(str(pop)).reset_weights() == n_alive
+    assert Population.open(str(pop)).reset_all_weights() == n_alive
     h = analysis.load(pop, cache=False)
     assert len(h) == 25 and len([r for r in h if r.status == "retraining"]) == n_alive
     assert h.counts["pending"] == n_alive

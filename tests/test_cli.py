@@ -58,7 +58,7 @@ def test_worker_control_stop_resume_and_fsck(tmp_path):
     assert r.exit_code == 0
     st = Population.open(str(pop)).status()
     assert st["alive"] == 2 and st["trained"] == 4
-    recs = [i.fitness for i in Population.open(str(pop)).individuals()]
+    recs = [i.record for i in Population.open(str(pop)).individuals()]
     assert any(len(r["mutations"]) == 5 for r in recs if r.get("parent_id"))  # the knob took effect
     r = run("fsck", str(pop), "--json")
     assert r.exit_code == 0, r.output

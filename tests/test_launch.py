@@ -222,7 +222,7 @@ def test_worker_job_checkpoint_hands_the_child_back_and_the_requeued_job_resumes
     out = again()
     assert out["exit_code"] == 0 and out["children"] == 1
     (ind,) = list(pop.individuals())
-    segs = check_segments(ind.fitness, steps)
+    segs = check_segments(ind.record, steps)
     assert len(segs) == 2 and 0 < segs[0][1] < steps
     assert fsck(str(root)).ok
 
@@ -247,7 +247,7 @@ def test_submit_local_executor_runs_workers_to_the_budget(tmp_path):
     assert rec["parameters"]["timeout_min"] == 10
     births = [e for e in read_events(str(root)) if e["event"] == "birth"]
     assert len(births) == 6
-    workers = {ind.fitness["worker"] for ind in pop.individuals()}
+    workers = {ind.record["worker"] for ind in pop.individuals()}
     assert all(any(w.startswith(f"local-{pid}-") for pid in out["job_ids"]) for w in workers), workers
     assert fsck(str(root)).ok
     assert "worker exited with code 0" in logs

@@ -94,7 +94,7 @@ def check_population(root: Path, pop: Population, budget: int) -> list[dict]:
     births = collections.Counter(e["id"] for e in events if e["event"] == "birth")
     assert all(n == 1 for n in births.values()), births
     assert len(births) == budget, (len(births), budget)
-    records = [ind.fitness for ind in pop.individuals()]
+    records = [ind.record for ind in pop.individuals()]
     assert sorted(r["id"] for r in records) == sorted(births)
     st = pop.status()
     assert st["inflight"] == 0 and st["expired_leases"] == 0, st

@@ -49,7 +49,7 @@ def check_invariants(root: Path, pop: Population) -> dict:
     assert set(births) == set(inds), (set(births) ^ set(inds))
     assert {i for i, ind in inds.items() if ind.status == "dead"} == set(deaths)
     for ind in inds.values():
-        assert ind.fitness is not None
+        assert ind.record is not None
         assert (Path(ind.path) / "dna.json").exists()
     assert not list((root / "alive").glob("*/.*tmp*"))
     report = fsck(str(root))
@@ -70,7 +70,7 @@ def test_eight_workers_reach_the_budget(tmp_path):
     st = pop.status()
     assert st["inflight"] == 0 and st["pending"] == 0
     # children really descend from parents and inherit their weights
-    recs = [ind.fitness for ind in pop.individuals()]
+    recs = [ind.record for ind in pop.individuals()]
     children = [r for r in recs if r.get("parent_id") is not None]
     assert children and any(r["inherited"]["copied"] > 0 for r in children)
     assert all(r["steps_trained"] == 20 for r in recs)
@@ -114,7 +114,7 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path, lock):
     recovered = [e for e in read_events(str(root)) if e["event"] == "recover"]
     assert recovered, "no killed child was ever recovered"
     # a recovered child resumed from a checkpoint: its step segments start where a checkpoint left off
-    resumed = [ind.fitness for ind in pop.individuals() if len(ind.fitness.get("segments", [])) > 1]
+    resumed = [ind.record for ind in pop.individuals() if len(ind.record.get("segments", [])) > 1]
     for rec in resumed:
         assert rec["steps_trained"] == 60
         assert rec["segments"][-1][1] == 60
@@ -142,7 +142,7 @@ def test_sigterm_hands_the_child_back_and_resume_finishes_it_exactly(tmp_path):
     assert st["inflight"] == 0 and st["pending"] == 2
     # another worker resumes it and the seeds are finished with exactly the configured steps
     assert run_worker(str(root), handle_signals=False, progress=lambda m: None) == EXIT_DONE
-    recs = [ind.fitness for ind in pop.individuals()]
+    recs = [ind.record for ind in pop.individuals()]
     assert len(recs) == 2
     resumed = [r for r in recs if len(r["segments"]) == 2]
     assert len(resumed) == 1, recs
@@ -171,7 +171,7 @@ def test_nan_loss_is_recorded_not_fatal(tmp_path):
     assert run_worker(str(root), handle_signals=False, progress=lambda m: None) == EXIT_DONE
     recs = [ind for ind in pop.individuals()]
     assert len(recs) == 2
-    assert all(ind.fitness["outcome"] == "nan_loss" and ind.status == "dead" for ind in recs)
+    assert all(ind.record["outcome"] == "nan_loss" and ind.status == "dead" for ind in recs)
 
 
 def test_torn_resume_checkpoint_trains_from_the_start(tmp_path):
@@ -231,7 +231,7 @@ def test_out_of_memory_is_an_unfit_individual_not_a_dead_worker(tmp_path, monkey
     assert run_worker(str(root), handle_signals=False, progress=lambda m: None) == EXIT_DONE
     recs = [ind for ind in pop.individuals()]
     assert len(recs) == 3
-    assert all(ind.fitness["outcome"] == "out_of_memory" and ind.status == "dead" for ind in recs)
+    assert all(ind.record["outcome"] == "out_of_memory" and ind.status == "dead" for ind in recs)
     assert "80.00 GiB" in recs[0].fitness["reason"]
 
 
@@ -363,7 +363,7 @@ def test_a_pending_task_whose_dna_fails_validation_is_set_aside_and_the_rest_is_
     messages: list[str] = []
     assert run_worker(str(root), handle_signals=False, progress=messages.append) == EXIT_DONE
     assert any(f"child {first.name} (seed) cannot be used" in m for m in messages), messages
-    fits = {ind.id: ind.fitness for ind in pop.individuals()}
+    fits = {ind.id: ind.record for ind in pop.individuals()}
     good = [i for i, f in fits.items() if f.get("outcome") == "ok"]
     assert len(good) == 2 and int(first.name) not in good
     st = pop.status()
@@ -381,7 +381,7 @@ def test_unknown_keys_in_a_parents_dna_are_ignored(tmp_path):
         d["edges"][0]["colour"] = "red"
         p.write_text(json.dumps(d))
     assert run_worker(str(root), handle_signals=False, progress=lambda m: None) == EXIT_DONE
-    children = [ind.fitness for ind in pop.individuals() if ind.fitness.get("parent_id") is not None]
+    children = [ind.record for ind in pop.individuals() if ind.record.get("parent_id") is not None]
     assert len(children) == 2 and all(r["outcome"] == "ok" for r in children)
 
 
@@ -428,7 +428,7 @@ def test_a_full_disk_hands_the_child_back_and_exits_with_one_line(tmp_path, monk
     assert not list((root / "pending").glob("*/checkpoint.pt")), "a half-written checkpoint was left"
     monkeypatch.undo()                     # space is freed
     assert run_worker(str(root), handle_signals=False, progress=lambda m: None) == EXIT_DONE
-    recs = [ind.fitness for ind in pop.individuals()]
+    recs = [ind.record for ind in pop.individuals()]
     assert len(recs) == 2 and all(r["outcome"] == "ok" and r["steps_trained"] == 40 for r in recs)
     assert fsck(str(root)).ok
 

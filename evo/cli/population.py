@@ -145,7 +145,7 @@ def control(popdir: Path, mutations_per_child: int | None, as_json: bool) -> Non
 @friendly
 def reset_weights_cmd(popdir: Path) -> None:
     """Retrain every living individual from scratch with its DNA (the paper's plateau escape)."""
-    n = open_population(popdir).reset_weights()
+    n = open_population(popdir).reset_all_weights()
     click.echo(f"queued {n} living individuals for retraining from scratch; workers pick them up next")
 
 

@@ -66,3 +66,17 @@ def test_idle_worker_exits_3_when_work_remains(tmp_path):
     rc, msgs = idle_worker_gets_sigusr2(root)
     assert rc == EXIT_INTERRUPTED, msgs
     assert Population.open(str(root)).status()["pending"] == 2        # nothing taken, nothing lost
+
+
+def test_the_last_words_of_a_worker_say_why_once(tmp_path):
+    """The reason is said once: "budget of 2 individuals reached", not "budget budget of ...";
+    "the experiment was stopped", not "stopped the experiment was stopped"."""
+    root = tmp_path / "pop"
+    Population.create(str(root), TINY, max_individuals=2)
+    msgs: list[str] = []
+    assert run_worker(str(root), handle_signals=False, progress=msgs.append) == EXIT_DONE
+    assert msgs[-1] == "nothing more to do: budget of 2 individuals reached", msgs[-1]
+    Population.open(str(root)).stop()
+    msgs.clear()
+    assert run_worker(str(root), handle_signals=False, progress=msgs.append) == EXIT_DONE
+    assert msgs[-1] == "nothing more to do: the experiment was stopped (`evo resume` clears it)", msgs[-1]

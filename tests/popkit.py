@@ -216,4 +216,4 @@ def check_invariants(root, log, *, population_size, exact_population=True, resum
 
 
 def selectable(pop):
-    return sorted(r.id for r in pop.alive.records(pop.read_control()))
+    return sorted(r.id for r in pop.alive.candidates(pop.read_control()))

@@ -16,7 +16,7 @@ def test_control_knobs_take_effect_at_next_step(tmp_path):
     fill(pop, me, rng)
     other.set_mutations_per_child(5)
     task, _ = train_one(pop, me, rng)
-    assert task.mutations == 5
+    assert task.num_mutations == 5
     other.set_mutations_per_child(1)
     other.pause()
     w = pop.next_task(me, rng)
@@ -43,7 +43,7 @@ def test_reset_weights_retrains_every_living_individual(tmp_path):
         train_one(pop, me, rng)
     alive = sorted(int(n) for n in os.listdir(os.path.join(pop.root, "alive")))
     before = {i: jload(os.path.join(pop.alive_path(i), "fitness.json")) for i in alive}
-    assert Population.open(pop.root).reset_weights() == 3
+    assert Population.open(pop.root).reset_all_weights() == 3
     assert os.listdir(os.path.join(pop.root, "alive")) == []
     seen = []
     for _ in range(3):

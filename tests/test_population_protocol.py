@@ -20,7 +20,7 @@ def test_seed_then_selection_kills_at_selection_time(tmp_path):
     assert len(os.listdir(os.path.join(pop.root, "alive"))) == 4
     task = pop.next_task(me, rng)
     assert task.kind == "child" and task.parent_id is not None and task.victim_id is not None
-    assert task.mutations == 1 and task.inherit
+    assert task.num_mutations == 1 and task.inherit
     assert os.path.exists(task.parent_checkpoint) and task.parent_dna == {"seed": task.parent_id}
     # the victim died at selection time; its DNA and fitness are kept, its checkpoint is not
     dead = pop.dead_path(task.victim_id)

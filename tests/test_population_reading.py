@@ -20,7 +20,7 @@ def test_reading_api(tmp_path):
     assert lease["id"] == task.child_id and not lease["expired"] and lease["worker"] == me.id
     inds = list(pop.individuals())
     assert len(inds) == 7 and {i.status for i in inds} == {"alive", "dead"}
-    assert inds[0].dna() and inds[0].fitness["id"] == inds[0].id
+    assert inds[0].dna() and inds[0].record["id"] == inds[0].id and inds[0].fitness == inds[0].record["fitness"]
     dead = [i for i in inds if i.status == "dead"]
     assert dead[0].death["cause"] == "selection" and dead[0].checkpoint is None
     assert pop.individual(dead[0].id).status == "dead" and pop.individual(10 ** 6) is None

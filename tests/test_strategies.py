@@ -1,4 +1,4 @@
-"""Selection strategies: pure functions over (id, fitness, born) records."""
+"""Selection strategies: pure functions over (id, fitness, birth order) candidates."""
 
 import collections
 import math
@@ -6,11 +6,11 @@ import random
 
 import pytest
 
-from evo.population.strategies import STRATEGIES, Record, aging, random_search, select, tournament
+from evo.population.strategies import STRATEGIES, Candidate, aging, random_search, select, tournament
 
 
 def recs(*fitness):
-    return [Record(i + 1, f, i + 1) for i, f in enumerate(fitness)]
+    return [Candidate(i + 1, f, i + 1) for i, f in enumerate(fitness)]
 
 
 def test_tournament_better_is_parent_worse_is_victim():
@@ -50,14 +50,14 @@ def test_tournament_ties_are_random():
 
 def test_nan_fitness_counts_as_worst():
     rng = random.Random(4)
-    pop = [Record(1, math.nan, 1), Record(2, 0.0, 2)]
+    pop = [Candidate(1, math.nan, 1), Candidate(2, 0.0, 2)]
     assert tournament(pop, rng) == (2, 1)
     assert random_search(pop, rng) == (None, 1)
 
 
 def test_aging_kills_oldest_whatever_its_fitness():
     rng = random.Random(5)
-    pop = [Record(7, 0.99, 7), Record(3, 0.95, 3), Record(9, 0.1, 9)]
+    pop = [Candidate(7, 0.99, 7), Candidate(3, 0.95, 3), Candidate(9, 0.1, 9)]
     for _ in range(20):
         parent, victim = aging(pop, rng, sample_size=3)
         assert victim == 3

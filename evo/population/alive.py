@@ -22,7 +22,7 @@ from evo.population.config import Control
 from evo.population.events import EventLog
 from evo.population.layout import ALIVE, EVENTS_FILE, FITNESS_FILE, CorruptFileError, CorruptFileWarning, is_num, load_json, warn
 from evo.population.section import SectionFiles
-from evo.population.strategies import Record
+from evo.population.strategies import Candidate
 
 __all__ = ["AliveView"]
 
@@ -39,7 +39,7 @@ class AliveView:
         #: st_nlink of directories is trusted only where attributes are coherent (not NFS & co.)
         self.trust_nlink = trust_nlink
         self.nlink_ok = False
-        self.cache: dict[str, Record] = {}
+        self.cache: dict[str, Candidate] = {}
         self._key: tuple[int, int] | None = None
         self.offset: tuple[int, int] | None = None  # (inode, offset) of the event log read so far
         self._rebuild_at = 0.0
@@ -49,7 +49,7 @@ class AliveView:
 
     # -- membership changes known to this worker --------------------------------------------
     def add(self, i: int, fitness: float) -> None:
-        self.cache[str(i)] = Record(i, float(fitness), i)
+        self.cache[str(i)] = Candidate(i, float(fitness), i)
 
     def drop(self, i: int) -> None:
         self.cache.pop(str(i), None)
@@ -59,7 +59,7 @@ class AliveView:
         return r.fitness if r is not None else None
 
     # -- the view ----------------------------------------------------------------------------
-    def records(self, ctl: Control) -> list[Record]:
+    def candidates(self, ctl: Control) -> list[Candidate]:
         """The selectable living individuals, current as of now."""
         key = (ctl.epoch, ctl.reset_generation)
         now = time.monotonic()
@@ -84,7 +84,7 @@ class AliveView:
             return None
         return n if n >= 0 else None
 
-    def listing(self, ctl: Control) -> list[Record]:
+    def listing(self, ctl: Control) -> list[Candidate]:
         """The selectable living individuals from a listing of ``alive/`` (names only) and set
         differences against the cache: only the fitness files of members not seen before are
         read.  Ids are never reused and a retrain changes the epoch (which clears the cache),
@@ -115,10 +115,10 @@ class AliveView:
             if not is_num(f):
                 warn(f"{fpath}: alive individual without a numeric fitness; not selectable")
                 continue
-            cache[name] = Record(i, float(f), i)
+            cache[name] = Candidate(i, float(f), i)
         return list(cache.values())
 
-    def rebuild(self, ctl: Control, now: float) -> list[Record]:
+    def rebuild(self, ctl: Control, now: float) -> list[Candidate]:
         self.offset = None
         start = self.log.position()  # before the listing: later events are replayed
         try:

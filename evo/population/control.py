@@ -57,7 +57,7 @@ class RunControl(PopulationDir):
         """Clear both ``paused`` and ``stopped``."""
         return self.set_control(paused=False, stopped=False)
 
-    def reset_weights(self) -> int:
+    def reset_all_weights(self) -> int:
         """Queue every living individual for retraining from scratch with its own DNA (the
         paper's escape from a plateau).  Returns how many were queued.  Their fitness is
         replaced when each retrain commits; the previous record is kept as fitness.g<G>.json."""

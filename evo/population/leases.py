@@ -263,7 +263,7 @@ class Task:
     kind: str  # seed | child | random | retrain | resume
     child_id: int
     parent_id: int | None
-    mutations: int
+    num_mutations: int
     lease: Lease
     task_uid: str
     dna: dict | None = None

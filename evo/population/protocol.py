@@ -138,7 +138,7 @@ class Population(RunControl, Recovery):
                 0.5 + self._rng.random())
             with contextlib.suppress(LockTimeout):
                 self.recover_expired()
-        self.alive.records(ctl)  # most of the new events are read outside the lock
+        self.alive.candidates(ctl)  # most of the new events are read outside the lock
         # the counters only feed the FLOPs budget, which may be read a step early
         self._state_snapshot = self.read_state() if self.config.max_flops is not None else {}
         prep = _Prep(worker, rng, ctl, new_token(), "", {}, None, t_start)
@@ -236,27 +236,27 @@ class Population(RunControl, Recovery):
             return Wait("budget", not n_inflight, poll, hit)
 
         # 2. one selection step
-        records = self.alive.records(ctl)
+        candidates = self.alive.candidates(ctl)
         P = self.config.population_size
-        popn = len(records) + n_inflight + len(pending)
+        popn = len(candidates) + n_inflight + len(pending)
         strategy = self.config.strategy
-        if popn > P and len(records) >= 2:  # overshoot (possible without mutual exclusion)
-            _, v = strategies.select(strategy, records, rng, kill=True, sample_size=self.config.sample_size)
+        if popn > P and len(candidates) >= 2:  # overshoot (possible without mutual exclusion)
+            _, v = strategies.select(strategy, candidates, rng, kill=True, sample_size=self.config.sample_size)
             if v is not None and self._kill(v, None, worker, "cull", events, post):
-                records = [r for r in records if r.id != v]
+                candidates = [r for r in candidates if r.id != v]
                 popn -= 1
         at_setpoint = popn >= P
         # every individual failed (say, all diverged) and nothing is under way: start again from a
         # seed individual rather than wait for parents that will never come
-        extinct = not records and not n_inflight and not pending and strategy != "random"
-        if not records and not extinct and (strategy != "random" or at_setpoint):
+        extinct = not candidates and not n_inflight and not pending and strategy != "random"
+        if not candidates and not extinct and (strategy != "random" or at_setpoint):
             return Wait("empty", False, poll, "no living individual to select from yet")
-        if at_setpoint and len(records) < 2 and strategy != "random":
+        if at_setpoint and len(candidates) < 2 and strategy != "random":
             return Wait("empty", False, poll, "the whole population is in flight")
         if extinct:
             parent, victim = None, None
         else:
-            parent, victim = strategies.select(strategy, records, rng, kill=at_setpoint,
+            parent, victim = strategies.select(strategy, candidates, rng, kill=at_setpoint,
                                                sample_size=self.config.sample_size)
         if strategy == "random":
             parent = None
@@ -322,7 +322,7 @@ class Population(RunControl, Recovery):
                        "mutations": ctl.mutations_per_child, "worker": worker.id, "lease": token})
         if inherit and parent_ckpt is None:
             parent_ckpt = os.path.join(lease.path, PARENT_CHECKPOINT_FILE)
-        return Task(kind=kind, child_id=cid, parent_id=parent, mutations=ctl.mutations_per_child,
+        return Task(kind=kind, child_id=cid, parent_id=parent, num_mutations=ctl.mutations_per_child,
                     lease=lease, task_uid=token, dna=None, parent_dna=parent_dna,
                     parent_checkpoint=parent_ckpt, inherit=inherit,
                     steps=self.config.steps_per_child, generation=ctl.reset_generation,
@@ -402,7 +402,7 @@ class Population(RunControl, Recovery):
         inherit = (self.config.inheritance == "paper" and kind == "child" and parent_ckpt is not None)
         task = Task(
             kind="resume" if is_resume else kind, child_id=i, parent_id=tj.get("parent_id"),
-            mutations=int(tj.get("mutations", 0)), lease=lease, task_uid=tj.get("task_uid") or token,
+            num_mutations=int(tj.get("mutations", 0)), lease=lease, task_uid=tj.get("task_uid") or token,
             dna=dna, parent_dna=tj.get("parent_dna"), parent_checkpoint=parent_ckpt,
             resume_checkpoint=resume_ckpt, resume_of=kind if is_resume else None,
             mutations_applied=tj.get("mutations_applied"), inherit=inherit,

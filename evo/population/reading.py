@@ -30,12 +30,19 @@ __all__ = ["Individual", "Reading"]
 
 @dataclass
 class Individual:
-    """A committed individual as read by analysis tools."""
+    """A committed individual: ``record`` is its fitness record (``fitness.json``, None when it
+    could not be read) and :attr:`fitness` its validation accuracy."""
 
     id: int
     status: str  # alive | dead
     path: str
-    fitness: dict | None
+    record: dict | None
+
+    @property
+    def fitness(self) -> float | None:
+        """The validation accuracy, or None (a failed training, or no readable record)."""
+        f = (self.record or {}).get("fitness")
+        return float(f) if is_num(f) else None
 
     def dna(self) -> dict:
         return load_json(os.path.join(self.path, DNA_FILE))

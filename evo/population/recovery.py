@@ -92,7 +92,7 @@ class Recovery(Reading):
             tj["failures"] = failures
             dna = load_json_or_none(os.path.join(d, DNA_FILE)) or tj.get("dna") or {}
             fake_task = Task(kind=tj.get("kind", "child"), child_id=cid, parent_id=tj.get("parent_id"),
-                             mutations=int(tj.get("mutations", 0)),
+                             num_mutations=int(tj.get("mutations", 0)),
                              lease=Lease(self, cid, tok, WorkerInfo(id=str(owner), host="", pid=0)),  # type: ignore[arg-type]
                              task_uid=tj.get("task_uid") or tok, generation=int(tj.get("generation", 0)),
                              attempt=int(tj.get("attempts", 0)), born_at=float(tj.get("born_at", 0.0)))

@@ -1,7 +1,7 @@
 """Selection strategies: which living individual reproduces and which one dies.
 
 Pure functions, no I/O, no torch.  Each takes the living population as a sequence of
-:class:`Record` ``(id, fitness, born)`` and a :class:`random.Random`, and returns
+:class:`Candidate` ``(id, fitness, birth_order)`` and a :class:`random.Random`, and returns
 ``(parent_id, victim_id)``:
 
 * ``parent_id`` -- the individual whose copy is mutated into the child, or ``None`` when the
@@ -9,11 +9,11 @@ Pure functions, no I/O, no torch.  Each takes the living population as a sequenc
 * ``victim_id`` -- the individual removed from the population at this step, or ``None`` when
   nobody dies (``kill=False``: the population is below its set-point).
 
-``fitness`` is the validation accuracy (higher is better); ``born`` is the birth order (the
-store uses the individual id, which is allocated at the selection step that created the
-individual, so smaller means older).  A NaN fitness counts as the worst possible value.
+``fitness`` is the validation accuracy (higher is better); ``birth_order`` says who is older
+(the population layer uses the individual id, which is allocated at the selection step that
+created the individual, so smaller means older).  A NaN fitness counts as the worst possible value.
 
-The store calls :func:`select` under the population lock with the records of ``alive/``.
+The population layer calls :func:`select` under its lock with the candidates of ``alive/``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import random
 from typing import NamedTuple, Sequence
 
 __all__ = [
-    "Record",
+    "Candidate",
     "STRATEGIES",
     "tournament",
     "aging",
@@ -35,23 +35,23 @@ __all__ = [
 STRATEGIES = ("tournament", "aging", "random")
 
 
-class Record(NamedTuple):
+class Candidate(NamedTuple):
     """One living individual as the strategies see it."""
 
     id: int
     fitness: float
-    born: int
+    birth_order: int
 
 
-def _key(record: Record) -> float:
-    f = record.fitness
+def _key(candidate: Candidate) -> float:
+    f = candidate.fitness
     if f is None or (isinstance(f, float) and math.isnan(f)):
         return -math.inf
     return float(f)
 
 
 def tournament(
-    records: Sequence[Record], rng: random.Random, *, kill: bool = True
+    candidates: Sequence[Candidate], rng: random.Random, *, kill: bool = True
 ) -> tuple[int | None, int | None]:
     """Pairwise tournament selection of Real et al. 2017 ("Large-Scale Evolution of Image
     Classifiers", Section 3, *Evolutionary Algorithm*): a worker picks two individuals at
@@ -61,13 +61,13 @@ def tournament(
     its set-point, "reproduces when below it") the worse one survives.  With a single living
     individual it is the parent and nobody dies.
     """
-    n = len(records)
+    n = len(candidates)
     if n == 0:
         return None, None
     if n == 1:
-        return records[0].id, None
+        return candidates[0].id, None
     a, b = rng.sample(range(n), 2)
-    ra, rb = records[a], records[b]
+    ra, rb = candidates[a], candidates[b]
     ka, kb = _key(ra), _key(rb)
     if ka > kb or (ka == kb and rng.random() < 0.5):
         better, worse = ra, rb
@@ -77,7 +77,7 @@ def tournament(
 
 
 def aging(
-    records: Sequence[Record],
+    candidates: Sequence[Candidate],
     rng: random.Random,
     *,
     sample_size: int,
@@ -92,25 +92,25 @@ def aging(
     its DNA and checkpoint for the child).  Ties in the sample go to the first sampled;
     among equally old individuals the smallest id dies.
     """
-    n = len(records)
+    n = len(candidates)
     if n == 0:
         return None, None
     if sample_size < 1:
         raise ValueError(f"sample_size must be >= 1, got {sample_size}")
-    best: Record | None = None
+    best: Candidate | None = None
     best_key = -math.inf
     for _ in range(sample_size):
-        r = records[rng.randrange(n)]
+        r = candidates[rng.randrange(n)]
         k = _key(r)
         if best is None or k > best_key:
             best, best_key = r, k
     assert best is not None
-    victim = min(records, key=lambda r: (r.born, r.id)).id if kill else None
+    victim = min(candidates, key=lambda r: (r.birth_order, r.id)).id if kill else None
     return best.id, victim
 
 
 def random_search(
-    records: Sequence[Record], rng: random.Random, *, kill: bool = True
+    candidates: Sequence[Candidate], rng: random.Random, *, kill: bool = True
 ) -> tuple[int | None, int | None]:
     """The random-search control of Real et al. 2019 (Section 4, *Baselines*): every child is a
     fresh random architecture trained from scratch, so there is no parent and no selection
@@ -123,14 +123,14 @@ def random_search(
     a uniform signature.
     """
     del rng
-    if not kill or not records:
+    if not kill or not candidates:
         return None, None
-    return None, min(records, key=lambda r: (_key(r), r.born, r.id)).id
+    return None, min(candidates, key=lambda r: (_key(r), r.birth_order, r.id)).id
 
 
 def select(
     strategy: str,
-    records: Sequence[Record],
+    candidates: Sequence[Candidate],
     rng: random.Random,
     *,
     kill: bool = True,
@@ -138,11 +138,11 @@ def select(
 ) -> tuple[int | None, int | None]:
     """Run one selection step of ``strategy`` (one of :data:`STRATEGIES`)."""
     if strategy == "tournament":
-        return tournament(records, rng, kill=kill)
+        return tournament(candidates, rng, kill=kill)
     if strategy == "aging":
-        return aging(records, rng, sample_size=sample_size or 1, kill=kill)
+        return aging(candidates, rng, sample_size=sample_size or 1, kill=kill)
     if strategy == "random":
-        return random_search(records, rng, kill=kill)
+        return random_search(candidates, rng, kill=kill)
     raise ValueError(
         f"unknown strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}"
     )

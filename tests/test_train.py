@@ -192,3 +192,169 @@ def test_a_model_without_batchnorm_or_convs_trains(data):
     seed_model = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 10))
     r = train(seed_model, data, 0.1, cfg(steps=20, augment=False))
     assert r.outcome == "ok" and r.fitness < 0.3
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The fast recipe
+
+
+def fast_cfg(**kw):
+    return cfg(recipe="fast", **kw)
+
+
+def _same_weights(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    return all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.mark.parametrize("stop_at", [10, 25])  # inside the first epoch (20 steps of 50 of 1000), and after it
+def test_fast_recipe_resumes_bit_identically(data, tmp_path, stop_at):
+    steps = 45
+    ref = small_convnet()
+    r_ref = train(ref, data, 0.05, fast_cfg(steps=steps))
+    assert r_ref.outcome == "ok" and r_ref.recipe == "fast"
+
+    polls = []
+    part = small_convnet()
+    r1 = train(part, data, 0.05, fast_cfg(steps=steps),
+               should_stop=lambda: polls.append(1) or len(polls) * 5 >= stop_at)
+    assert r1.outcome == "interrupted" and r1.steps_done == stop_at
+    path = tmp_path / "state.pt"
+    save_state(r1.state, path)
+    state = load_state(path)
+    assert state["recipe"] == "fast" and state["epoch"] == stop_at // 20
+    assert {"ema", "first_flip"} <= set(state)
+
+    fresh = small_convnet(seed=99)
+    r2 = train(fresh, data, 0.05, fast_cfg(steps=steps), state=state)
+    assert r2.outcome == "ok" and r2.steps_done == steps
+    assert _same_weights(ref, fresh)
+    assert r2.fitness == r_ref.fitness
+
+
+def test_fast_recipe_follows_its_schedule(data):
+    seen = []
+    c = fast_cfg(steps=30, batch_size=100, warmup=0.2, final_lr=0.1, checkpoint_every_steps=1)
+    train(small_convnet(), data, 0.05, c, on_checkpoint=seen.append)
+    lrs = {s["step"] - 1: s["optimizer"]["param_groups"][0]["lr"] for s in seen}  # the rate of the last step
+    peak = 0.05 * 100 / 50
+    assert lrs[0] == pytest.approx(peak / 6)      # warm-up over round(0.2 * 30) = 6 steps
+    assert lrs[2] == pytest.approx(peak * 3 / 6)
+    assert lrs[5] == pytest.approx(peak)          # the peak at the last warm-up step
+    assert lrs[6] == pytest.approx(peak)          # then linear decay ...
+    assert lrs[17] == pytest.approx(peak * (1 + (0.1 - 1) * 11 / 23))
+    assert lrs[28] == pytest.approx(peak * (1 + (0.1 - 1) * 22 / 23))
+    assert all(lrs[s] == pytest.approx(c.lr_at(0.05, s)) for s in lrs)
+    group = seen[0]["optimizer"]["param_groups"][0]
+    assert group["nesterov"] is True and group["momentum"] == 0.9
+
+
+def test_paper_recipe_keeps_a_constant_rate_and_plain_momentum(data):
+    seen = []
+    train(small_convnet(), data, 0.05, cfg(steps=12, checkpoint_every_steps=5), on_checkpoint=seen.append)
+    assert [s["optimizer"]["param_groups"][0]["lr"] for s in seen] == [0.05, 0.05]
+    assert seen[0]["optimizer"]["param_groups"][0]["nesterov"] is False
+    assert "ema" not in seen[0] and "first_flip" not in seen[0] and seen[0]["recipe"] == "paper"
+
+
+def test_fast_recipe_evaluates_and_keeps_the_weight_average_with_flip_averaging(data):
+    model = small_convnet()
+    r = train(model, data, 0.05, fast_cfg(steps=30))
+    assert r.outcome == "ok"
+    assert r.fitness == evaluate_split(model, data, "val", tta=True)  # the model holds the average
+    live = small_convnet()
+    r_live = train(live, data, 0.05, fast_cfg(steps=30, ema=0.0, tta=False))
+    assert r_live.fitness == evaluate_split(live, data, "val")
+    assert not _same_weights(model, live)  # the average is not the last step's weights
+
+
+def test_alternating_flips_turn_each_image_every_epoch(data):
+    # 1000 images, batch 500: two steps an epoch; with no crop, image i is flipped in epoch e iff
+    # first_flip[i] xor (e odd). The trainer's batches are reproduced from its state.
+    from evo.network.data import to_device
+
+    r = train(small_convnet(), data, 0.05, fast_cfg(steps=8, batch_size=500, augment_pad=0, poll_every=2),
+              should_stop=lambda: True)
+    st = r.state
+    assert st["epoch"] == 0 and st["first_flip"].dtype == torch.bool
+    assert 300 < int(st["first_flip"].sum()) < 700  # a random first side
+    dd = to_device(data, "cpu")
+    idx = torch.arange(6)
+    even = dd.batch(idx, None, pad=0, flips=st["first_flip"][idx])
+    odd = dd.batch(idx, None, pad=0, flips=~st["first_flip"][idx])
+    for i in range(6):
+        x = data.train_x[i]
+        assert torch.equal(even[i], x.flip(2) if st["first_flip"][i] else x)
+        assert torch.equal(odd[i], x if st["first_flip"][i] else x.flip(2))
+
+
+def test_a_state_of_the_other_recipe_is_refused(data):
+    r = train(small_convnet(), data, 0.05, cfg(steps=20), should_stop=lambda: True)
+    with pytest.raises(StateError, match="recipe 'paper', not 'fast'"):
+        train(small_convnet(), data, 0.05, fast_cfg(steps=20), state=r.state)
+
+
+def test_fast_recipe_without_augmentation_or_momentum_trains(data):
+    r = train(small_convnet(), data, 0.05, fast_cfg(steps=20, augment=False, momentum=0.0, ema=0.0))
+    assert r.outcome == "ok" and 0.0 <= r.fitness <= 1.0
+
+
+def test_evaluate_with_flip_averaging_sums_the_mirror_images_logits():
+    class LeftBright(nn.Module):
+        """Class 1 when the left half is brighter, class 0 otherwise: a mirror image turns the answer."""
+
+        def __init__(self):
+            super().__init__()
+            self.p = nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            d = x[..., :2].mean((1, 2, 3)) - x[..., 2:].mean((1, 2, 3))
+            return torch.stack([-d, d], 1) + self.p
+
+    x = torch.zeros(4, 3, 4, 4)
+    x[:2, ..., :2] = 1.0  # left-bright
+    x[2:, ..., 3] = 2.0   # very right-bright
+    y = torch.tensor([1, 1, 0, 0])
+    assert evaluate(LeftBright(), x, y) == 1.0
+    # with the mirror image, each logit pair cancels to a tie: argmax picks class 0
+    assert evaluate(LeftBright(), x, y, tta=True) == 0.5
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The step: eager or a CUDA graph
+
+
+def test_the_cpu_trains_eagerly_and_says_why(data):
+    r = train(small_convnet(), data, 0.05, cfg(steps=10))
+    assert r.step_kind == "eager" and "CUDA device" in r.step_reason and "CPU" in r.step_reason
+    assert r.recipe == "paper"
+
+
+def test_graph_plan_reasons():
+    from evo.network.step import GRAPH_WARMUP_STEPS, graph_plan
+
+    dev = torch.device("cuda", 0)
+    assert graph_plan(TrainConfig(cuda_graph="off"), dev, 1000) == (False, "eager: cuda_graph=off")
+    ok, why = graph_plan(TrainConfig(), dev, GRAPH_WARMUP_STEPS)
+    assert not ok and "too few" in why
+    assert graph_plan(TrainConfig(), dev, 1000) == (True, "")
+    assert not graph_plan(TrainConfig(), torch.device("cpu"), 1000)[0]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: graph and eager steps compared there")
+@pytest.mark.parametrize("recipe", ["paper", "fast"])
+def test_graph_and_eager_steps_match_on_a_tiny_model(data, recipe):
+    base = dict(steps=40, batch_size=50, device="cuda", seed=7, check_every=10, amp=False,
+                checkpoint_every_s=None, recipe=recipe)
+    torch.backends.cudnn.deterministic = True
+    try:
+        a, b = small_convnet(), small_convnet()
+        ra = train(a, data, 0.05, TrainConfig(cuda_graph="off", **base))
+        rb = train(b, data, 0.05, TrainConfig(cuda_graph="auto", **base))
+    finally:
+        torch.backends.cudnn.deterministic = False
+    assert ra.step_kind == "eager" and rb.step_kind == "cuda_graph", rb.step_reason
+    for (k, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5, msg=k)
+    assert abs(ra.fitness - rb.fitness) <= 0.01

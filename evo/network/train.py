@@ -1,14 +1,23 @@
-"""Training and evaluation: the paper's recipe, fast, resumable, and never raising on a diverged child.
+"""Training: the paper's recipe or the fast one, resumable exactly, and never raising on a diverged child.
 
-The recipe (Real et al. 2017): SGD with momentum 0.9, batch 50, weight decay 1e-4, a constant learning rate
-taken from the DNA, standard augmentation (4-pixel pad + random crop, horizontal flip); fitness is the
-validation accuracy, measured once at the end.
+The paper's recipe (Real et al. 2017): SGD with momentum 0.9, batch 50, weight decay 1e-4, a constant
+learning rate taken from the DNA, standard augmentation (4-pixel pad + random crop, horizontal flip); fitness
+is the validation accuracy, measured once at the end. The fast recipe (``recipe="fast"``, see
+:mod:`evo.network.settings`) adds label smoothing, Nesterov momentum, a warm-up and decay of the learning rate
+within the child's own steps (scaled with the batch size), a moving average of the weights that is what gets
+evaluated and kept, alternating flips and test-time flip averaging. Its fitness is the same measure
+(validation accuracy); :class:`TrainResult` says which recipe and which step ran.
 
-How it is fast: the uint8 data set sits on the device once (:func:`evo.data.to_device`); each step takes
-its batch as one gather from a padded copy of the training images (selection, crop and flip at once, the
-indices a slice of a random permutation) and normalises it on the device -- no DataLoader, no per-image
-Python. On CUDA it runs under bf16 autocast with channels_last tensors and never synchronises with the host
-inside the loop except every ``check_every`` steps, where the summed loss is read once to detect NaN/inf.
+How it is fast: the uint8 data set sits on the device once (:func:`evo.network.data.to_device`); each step
+takes its batch as one gather from a padded copy of the training images (selection, crop and flip at once,
+the indices a slice of a random permutation) and normalises it on the device -- no DataLoader, no per-image
+Python. On CUDA it runs under bf16 autocast with channels_last tensors, replays the step from a CUDA graph
+where the network allows (:mod:`evo.network.step`), and never synchronises with the host inside the loop
+except every ``check_every`` steps, where the summed loss is read once to detect NaN/inf.
+
+A resumed training continues exactly where it stopped (bit-identical on the CPU): the state holds the
+weights, the optimizer, the data order and position, the generators, and for the fast recipe the weight
+average, the epoch (the flips' parity) and each image's first flip; the schedule is a function of the step.
 
 The trainer knows nothing of files, locks or populations; it takes any ``nn.Module`` mapping NCHW float
 images to logits.
@@ -22,12 +31,13 @@ import time
 from typing import Any, Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from evo.base.files import atomic_write
-from evo.network.data import Dataset, DeviceData, normalize, to_device
+from evo.network.data import Dataset, DeviceData, to_device
+from evo.network.evaluation import evaluate, evaluate_split
 from evo.network.settings import TrainConfig
+from evo.network.step import Stepper, WeightAverage, graph_plan, make_optimizer
 from evo.network.weights import WeightsError, load_weights
 
 __all__ = [
@@ -40,6 +50,7 @@ __all__ = [
     "save_state",
     "load_state",
     "default_device",
+    "resolve_device",
 ]
 
 STATE_FORMAT = 1
@@ -66,6 +77,8 @@ class TrainResult:
     evaluated: resume from ``state``). ``outcome``: ``"ok"``, ``"nan_loss"`` or ``"interrupted"``.
     ``train_loss``: mean training loss over the last ``check_every`` steps. ``images_per_s``: training
     throughput of this call (evaluation excluded). ``state``: the resumable training state when interrupted.
+    ``recipe``: ``"paper"`` or ``"fast"``. ``step_kind``: ``"eager"`` or ``"cuda_graph"`` (the step that ran
+    last in this call), ``step_reason``: why.
     """
 
     fitness: float | None
@@ -76,6 +89,9 @@ class TrainResult:
     wall_s: float = 0.0
     images_per_s: float = 0.0
     state: dict | None = dataclasses.field(default=None, repr=False)
+    recipe: str = "paper"
+    step_kind: str = "eager"
+    step_reason: str = ""
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -111,85 +127,35 @@ def load_state(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     return state
 
 
-# ----------------------------------------------------------------------------------------------------------
-# Evaluation
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    for t in model.parameters():
-        return t.device
-    for t in model.buffers():
-        return t.device
-    return torch.device("cpu")
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500, *,
-             mean: torch.Tensor | tuple | None = None, std: torch.Tensor | tuple | None = None,
-             amp: bool = True, channels_last: bool = True) -> float:
-    """Accuracy of ``model`` on ``(x, y)`` in eval mode without gradients.
-
-    ``x``: float images ready for the model, or uint8 images together with ``mean``/``std`` (per channel,
-    [0, 1] units) to normalise them batch by batch on the model's device. Non-finite logits count as wrong.
-    """
-    dev = _model_device(model)
-    if not x.is_floating_point():
-        if mean is None or std is None:
-            raise ValueError("uint8 images need mean= and std= to be normalised")
-        mean = torch.as_tensor(mean, dtype=torch.float32, device=dev)
-        std = torch.as_tensor(std, dtype=torch.float32, device=dev)
-    was_training = model.training
-    model.eval()
-    use_amp = amp and dev.type == "cuda"
-    mf = torch.channels_last if channels_last else torch.contiguous_format
-    correct = torch.zeros((), dtype=torch.long, device=dev)
-    try:
-        for i in range(0, len(x), batch_size):
-            xb = x[i:i + batch_size].to(dev, non_blocking=True)
-            yb = y[i:i + batch_size].to(dev, non_blocking=True)
-            if not xb.is_floating_point():
-                xb = normalize(xb, mean, std, memory_format=mf)
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
-                logits = model(xb)
-            ok = (logits.argmax(1) == yb) & torch.isfinite(logits).all(1)
-            correct += ok.sum()
-    finally:
-        model.train(was_training)
-    return float(correct.item()) / max(1, len(x))
-
-
-def evaluate_split(model: nn.Module, dataset: Dataset | DeviceData, split: str = "val",
-                   batch_size: int = 500) -> float:
-    """Accuracy on a data set's ``"train"``, ``"val"`` or ``"test"`` split (on the model's device)."""
-    dd = to_device(dataset, _model_device(model))
-    x, y = dd.split(split)
-    return evaluate(model, x, y, batch_size, mean=dd.mean, std=dd.std)
+def _params_finite(model: nn.Module) -> bool:
+    flags = [torch.isfinite(p).all() for p in model.parameters()]
+    return bool(torch.stack(flags).all().item()) if flags else True
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Training
 
 
-def _make_optimizer(model: nn.Module, lr: float, cfg: TrainConfig, device: torch.device) -> torch.optim.SGD:
-    params = [p for p in model.parameters() if p.requires_grad]
-    kw = dict(lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    if device.type == "cuda":
-        try:
-            return torch.optim.SGD(params, fused=True, **kw)
-        except (RuntimeError, TypeError, ValueError):
-            pass
-    return torch.optim.SGD(params, **kw)
+@dataclasses.dataclass
+class _Order:
+    """Where the training is in its data: the permutation, the position in it, the epoch, the flips."""
+
+    perm: torch.Tensor
+    pos: int = 0
+    epoch: int = 0
+    first_flip: torch.Tensor | None = None  # fast recipe: each image's flip in even epochs
 
 
-def _params_finite(model: nn.Module) -> bool:
-    flags = [torch.isfinite(p).all() for p in model.parameters()]
-    return bool(torch.stack(flags).all().item()) if flags else True
+def _new_order(gen: torch.Generator, n: int, device: torch.device, alternate: bool) -> _Order:
+    perm = torch.randperm(n, generator=gen, device=device)
+    first = torch.randint(0, 2, (n,), generator=gen, device=device).bool() if alternate else None
+    return _Order(perm, 0, 0, first)
 
 
 def train(model: nn.Module, dataset: Dataset | DeviceData, lr: float, config: TrainConfig | None = None,
           state: dict | None = None, on_checkpoint: Callable[[dict], None] | None = None,
           should_stop: Callable[[], bool] | None = None) -> TrainResult:
-    """Train ``model`` on ``dataset``'s train split with constant learning rate ``lr``; fitness = val accuracy.
+    """Train ``model`` on ``dataset``'s train split with the DNA's learning rate ``lr``; fitness = val accuracy.
 
     ``state``: a training state from ``on_checkpoint``, an interrupted result or :func:`load_state`; training
     continues from it exactly (bit-identical on the CPU). ``on_checkpoint(state)`` is called every checkpoint
@@ -198,22 +164,23 @@ def train(model: nn.Module, dataset: Dataset | DeviceData, lr: float, config: Tr
     ``outcome="interrupted"`` with ``state``. A NaN/inf loss ends the training with fitness 0.0 and
     ``outcome="nan_loss"``; it never raises for that.
 
-    The model is moved to ``config.device`` and left there, in train mode.
+    The model is moved to ``config.device`` and left there, in train mode (with the fast recipe it holds the
+    weight average at the end: the weights that were evaluated).
     """
     cfg = config or TrainConfig()
     t0 = time.perf_counter()
     device = resolve_device(cfg.device)
+    fast = cfg.fast
     try:
         lr_value = float(lr)
     except (TypeError, ValueError):
         lr_value = float("nan")
     if not (math.isfinite(lr_value) and lr_value > 0):
         return TrainResult(0.0, 0 if state is None else int(state.get("step", 0)), "nan_loss",
-                           reason=f"learning rate {lr!r} is not a positive finite number")
+                           reason=f"learning rate {lr!r} is not a positive finite number", recipe=cfg.recipe)
     lr = lr_value
     dd = to_device(dataset, device)
     cuda = device.type == "cuda"
-    use_amp = cfg.amp and cuda
     mf = torch.channels_last if cfg.channels_last else torch.contiguous_format
     model.to(device)
     if mf is torch.channels_last:
@@ -221,40 +188,54 @@ def train(model: nn.Module, dataset: Dataset | DeviceData, lr: float, config: Tr
     model.train()
     if cuda:
         torch.backends.cudnn.benchmark = True
-    opt = _make_optimizer(model, lr, cfg, device)
 
     gen = torch.Generator(device=device)
     n = len(dd.train_x)
     bs = cfg.batch_size
     if n < bs:
         raise ValueError(f"training split has {n} images, fewer than one batch of {bs}")
+    alternate = fast and cfg.augment
+    step = 0 if state is None else int(state["step"])
+    try_graph, why = graph_plan(cfg, device, cfg.steps - step)
+    try:
+        opt = make_optimizer(model, cfg.lr_at(lr, step), cfg, device, graph=try_graph)
+    except (RuntimeError, TypeError, ValueError) as e:
+        try_graph, why = False, f"eager: no capturable fused optimizer ({type(e).__name__}: {e})"
+        opt = make_optimizer(model, cfg.lr_at(lr, step), cfg, device)
     if state is not None:
         if state.get("format") != STATE_FORMAT:
             raise StateError("training state has an unknown format")
+        if state.get("recipe", "paper") != cfg.recipe:
+            raise StateError(f"training state was made with recipe {state.get('recipe', 'paper')!r}, "
+                             f"not {cfg.recipe!r}")
         model.load_state_dict(state["model"])
+        lr_kept = [g["lr"] for g in opt.param_groups]
         opt.load_state_dict(state["optimizer"])
-        for g in opt.param_groups:
-            g["lr"] = lr
-        step = int(state["step"])
+        for g, kept in zip(opt.param_groups, lr_kept):
+            g["lr"] = kept  # the rate is set each step; a captured step keeps its device tensor
         if len(state["perm"]) != n:
             raise StateError(f"training state was made on {len(state['perm'])} training images, not {n}")
         try:
             gen.set_state(state["generator"].cpu())
-            perm = state["perm"].to(device)
-            pos = int(state["pos"])
+            first = state.get("first_flip")
+            order = _Order(state["perm"].to(device), int(state["pos"]), int(state.get("epoch", 0)),
+                           None if first is None else first.to(device))
+            if alternate and order.first_flip is None:
+                raise StateError("training state has no flips for the fast recipe")
         except RuntimeError:
             # a state saved on another kind of device (CPU vs CUDA generators): continue with a fresh,
             # still deterministic, data order -- exact only when resumed on the same kind of device
             gen.manual_seed(int(cfg.seed) * 1_000_003 + step)
-            perm = torch.randperm(n, generator=gen, device=device)
-            pos = 0
+            order = _new_order(gen, n, device, alternate)
         model_rng = state.get("torch_rng")
     else:
         gen.manual_seed(int(cfg.seed))
-        perm = torch.randperm(n, generator=gen, device=device)
-        pos = 0
-        step = 0
+        order = _new_order(gen, n, device, alternate)
         model_rng = None
+    average = WeightAverage(model) if fast and cfg.ema > 0 else None
+    if average is not None and state is not None and state.get("ema") is not None:
+        average.load_state_dict(state["ema"])
+    stepper = Stepper(model, opt, cfg, device, try_graph, why)
 
     # The global RNG (used by e.g. dropout inside a model) is forked, seeded and saved with the state, so
     # resuming reproduces it and the caller's global RNG is left untouched.
@@ -273,11 +254,13 @@ def train(model: nn.Module, dataset: Dataset | DeviceData, lr: float, config: Tr
             rng = {"cpu": torch.get_rng_state()}
             if cuda:
                 rng["cuda"] = torch.cuda.get_rng_state(device)
-            return {
+            out = {
                 "format": STATE_FORMAT,
+                "recipe": cfg.recipe,
                 "step": step,
-                "pos": pos,
-                "perm": perm.detach().to("cpu", copy=True),
+                "pos": order.pos,
+                "epoch": order.epoch,
+                "perm": order.perm.detach().to("cpu", copy=True),
                 "generator": gen.get_state().to("cpu", copy=True),
                 "torch_rng": rng,
                 "model": _cpu_copy(model.state_dict()),
@@ -285,9 +268,14 @@ def train(model: nn.Module, dataset: Dataset | DeviceData, lr: float, config: Tr
                 "lr": float(lr),
                 "batch_size": bs,
             }
+            if order.first_flip is not None:
+                out["first_flip"] = order.first_flip.detach().to("cpu", copy=True)
+            if average is not None:
+                out["ema"] = average.state_dict()
+            return out
 
         start_step = step
-        loss_sum = torch.zeros((), dtype=torch.float32, device=device)
+        loss_sum = stepper.loss_sum
         window = 0
         last_loss = float("nan")
         last_ckpt_t = time.monotonic()
@@ -295,23 +283,26 @@ def train(model: nn.Module, dataset: Dataset | DeviceData, lr: float, config: Tr
         outcome, reason = "ok", ""
         t_loop = time.perf_counter()
         while step < cfg.steps:
-            if pos + bs > n:
-                perm = torch.randperm(n, generator=gen, device=device)
-                pos = 0
-            idx = perm[pos:pos + bs]
-            pos += bs
-            xb = dd.batch(idx, gen if cfg.augment else None, pad=cfg.augment_pad, mode=cfg.augment_mode)
+            if order.pos + bs > n:
+                order.perm = torch.randperm(n, generator=gen, device=device)
+                order.pos = 0
+                order.epoch += 1
+            idx = order.perm[order.pos:order.pos + bs]
+            order.pos += bs
+            flips = None
+            if order.first_flip is not None:  # alternating flips: each image changes side every epoch
+                flips = order.first_flip.index_select(0, idx)
+                if order.epoch % 2:
+                    flips = ~flips
+            xb = dd.batch(idx, gen if cfg.augment else None, pad=cfg.augment_pad, mode=cfg.augment_mode,
+                          flips=flips)
             yb = dd.train_y.index_select(0, idx)
             xb = dd.normalize(xb, memory_format=mf)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                logits = model(xb)
-            loss = F.cross_entropy(logits.float(), yb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += loss.detach()
-            window += 1
+            stepper(xb, yb, cfg.lr_at(lr, step))
             step += 1
+            if average is not None:
+                average.update(cfg.ema_decay(step))
+            window += 1
 
             if window >= cfg.check_every or step >= cfg.steps:
                 v = float(loss_sum.item()) / window  # the one host sync, every check_every steps
@@ -340,15 +331,19 @@ def train(model: nn.Module, dataset: Dataset | DeviceData, lr: float, config: Tr
             torch.cuda.synchronize(device)
         loop_s = time.perf_counter() - t_loop
         ips = (step - start_step) * bs / loop_s if loop_s > 0 else 0.0
+        stepper.release()
+        done = dict(recipe=cfg.recipe, step_kind=stepper.kind, step_reason=stepper.reason)
 
+        if outcome == "ok" and average is not None:
+            average.apply()  # the average is what is evaluated and kept
         if outcome == "ok" and not _params_finite(model):
             outcome, reason = "nan_loss", f"weights became non-finite by step {step}"
         if outcome == "nan_loss":
-            return TrainResult(0.0, step, outcome, reason, float("nan"), time.perf_counter() - t0, ips)
+            return TrainResult(0.0, step, outcome, reason, float("nan"), time.perf_counter() - t0, ips, **done)
         if outcome == "interrupted":
             return TrainResult(None, step, outcome, reason, last_loss, time.perf_counter() - t0, ips,
-                               state=snapshot())
+                               state=snapshot(), **done)
 
     fitness = evaluate(model, dd.val_x, dd.val_y, cfg.eval_batch_size, mean=dd.mean, std=dd.std, amp=cfg.amp,
-                       channels_last=cfg.channels_last)
-    return TrainResult(fitness, step, "ok", "", last_loss, time.perf_counter() - t0, ips)
+                       channels_last=cfg.channels_last, tta=fast and cfg.tta)
+    return TrainResult(fitness, step, "ok", "", last_loss, time.perf_counter() - t0, ips, **done)

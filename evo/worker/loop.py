@@ -37,7 +37,9 @@ from evo.genome import GenomeError, MutationError, SearchSpace, search_space, sp
 from evo.network.data import Dataset, load_dataset
 from evo.worker.signals import StopRequest
 from evo.population import LeaseLost, Population, StoreError, Task, Wait, WorkerInfo
+from evo.network.settings import check_train_settings as check_train_settings_of_network
 from evo.network.train import StateError, TrainConfig, TrainResult, load_state, save_state, train
+from evo.network.weights import load_state_dict
 
 __all__ = ["EXIT_DONE", "EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_NEEDS_FIX", "NeedsFix", "UnusableTask",
            "Worker", "random_dna", "run_worker"]
@@ -114,26 +116,26 @@ def _finite(x: Any) -> Any:
     return x
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:200]}" if text else type(exc).__name__
+
+
+def _inheritance_record(report: dict[str, Any]) -> dict[str, Any]:
+    """``space.inherit``'s report as the fitness record keeps it: the tensors copied, left fresh or
+    mismatched counted (a space may report the names or the counts), anything else as it is."""
+    return {k: len(v) if k in ("copied", "fresh", "mismatched") and isinstance(v, (list, tuple, set)) else v
+            for k, v in report.items()}
+
+
 def _load_weights(path: str) -> dict[str, torch.Tensor]:
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-        state = state["model"]  # a full training state
-    if not isinstance(state, dict):
-        raise StateError(f"{path}: not a weights file")
-    return state
+    return load_state_dict(path, "cpu", error=StateError)
 
 
 def check_train_settings(settings: dict, space: SearchSpace | None = None) -> None:
     """Refuse, at ``evo init``, training settings that every worker would fail on."""
-    import dataclasses as _dc
-
-    opts = {k: v for k, v in settings.items() if k != "mutations"}
-    known = {f.name for f in _dc.fields(TrainConfig)} - {"steps", "seed", "device", "checkpoint_every_s"}
-    unknown = sorted(set(opts) - known)
-    if unknown:
-        raise ValueError(f"config field 'train': unknown training settings {unknown}; known: {sorted(known)}")
     try:
-        TrainConfig(**opts)
+        check_train_settings_of_network(settings)
         (space or search_space("real2017")).mutation_config(settings.get("mutations"))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"config field 'train': {exc}") from None
@@ -226,7 +228,7 @@ class Worker:
             elif kind == "random":
                 dna, mutations = space.random(ds.input_shape, ds.num_classes, self.rng, self.mutation_config)
             elif parent is not None:
-                dna, mutations = space.mutate(parent, self.rng, n=int(task.mutations), config=self.mutation_config)
+                dna, mutations = space.mutate(parent, self.rng, n=int(task.num_mutations), config=self.mutation_config)
             else:
                 raise UnusableTask(task, "its task.json names neither a DNA nor a parent")
             space.validate(dna, ds.input_shape, ds.num_classes)
@@ -255,13 +257,22 @@ class Worker:
                 self.progress(f"child {task.child_id}: cannot resume ({exc}); training from the start")
                 state = None
         if state is None and task.inherit and task.parent_checkpoint and not self.space.resets_weights(mutations):
+            weights = None
             try:
-                report = self.space.inherit(model, _load_weights(task.parent_checkpoint),
-                                            parent=parent, child=dna, mutations=mutations)
-                inherited = {k: len(v) for k, v in report.items()}
+                weights = _load_weights(task.parent_checkpoint)
             except Exception as exc:  # noqa: BLE001 - any unreadable file: torn, truncated, foreign
-                self.progress(f"child {task.child_id}: parent weights unreadable "
-                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); fresh weights")
+                self.progress(f"child {task.child_id}: parent weights unreadable ({_first_line(exc)}); "
+                              f"fresh weights")
+            if weights is not None:
+                try:
+                    report = self.space.inherit(model, weights, parent=parent, child=dna, mutations=mutations,
+                                                inheritance=getattr(self.config, "inheritance", "paper"),
+                                                rng=self.rng)
+                    inherited = _inheritance_record(report)
+                except Exception as exc:  # noqa: BLE001 - a child that cannot inherit still trains, from scratch
+                    model = self.space.build(dna)
+                    inherited = {"copied": 0, "fresh": 0, "error": _first_line(exc)}
+                    self.progress(f"child {task.child_id}: inheritance failed ({_first_line(exc)}); fresh weights")
         return dna, mutations, model, state, inherited
 
     # ----------------------------------------------------------------------------- writing
@@ -375,6 +386,8 @@ class Worker:
             "train_loss": result.train_loss,
             "train_wall_s": result.wall_s,
             "images_per_s": result.images_per_s,
+            "recipe": cfg.recipe,
+            "train_step": result.step_kind,
             "inherited": inherited,
             "device": str(self.device),
             "overhead_s": {"prepare": t_ready - t0},

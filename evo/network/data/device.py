@@ -117,13 +117,22 @@ class DeviceData:
         return self._padded[key]
 
     def batch(self, idx: torch.Tensor, generator: torch.Generator | None = None, pad: int = 4, flip: bool = True,
-              mode: str = "zero") -> torch.Tensor:
-        """uint8 training images ``idx``; augmented (as :func:`augment` does) when a generator is given."""
-        if generator is None or (pad == 0 and not flip):
+              mode: str = "zero", flips: torch.Tensor | None = None) -> torch.Tensor:
+        """uint8 training images ``idx``; augmented (as :func:`augment` does) when a generator is given.
+
+        ``flips`` (bool, one per image): the horizontal flips to apply instead of random ones (the fast
+        recipe's alternating flips); the generator then draws only the crop offsets.
+        """
+        if flips is None and (generator is None or (pad == 0 and not flip)):
             return self.train_x.index_select(0, idx)
         c, h, w = self.train_x.shape[1:]
         src = self.padded_train(pad, mode)
-        off, flips = _draw(generator, len(idx), pad, flip, self.device)
+        if flips is None:
+            off, flips = _draw(generator, len(idx), pad, flip, self.device)
+        elif generator is not None:
+            off, _ = _draw(generator, len(idx), pad, False, self.device)
+        else:  # flips only, no crop: the centre of the padded image
+            off = torch.full((2, len(idx)), pad, dtype=torch.long, device=self.device)
         lin = _crop_index(idx, off, flips, (c, h, w), pad, len(self.train_x))
         return src.index_select(0, lin.reshape(-1)).view(len(idx), c, h, w)
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from evo.base.files import atomic_write_files, atomic_write_json, fsync_dir, fsync_file, place_file, write_new
+from evo.base.slurm import slurm_job_id
 from evo.population.layout import (
     CHECKPOINT_FILE,
     FITNESS_FILE,
@@ -56,12 +57,8 @@ class WorkerInfo:
         ajob = env.get("SLURM_ARRAY_JOB_ID")
         atask = env.get("SLURM_ARRAY_TASK_ID")
         if id is None:
-            if ajob and atask:
-                id = f"{ajob}_{atask}@{host}:{pid}"
-            elif job:
-                id = f"{job}@{host}:{pid}"
-            else:
-                id = f"{host}:{pid}"
+            name = slurm_job_id(job, ajob, atask)  # "12345_7", "12345", or None outside Slurm
+            id = f"{name}@{host}:{pid}" if name else f"{host}:{pid}"
         return cls(id=id, host=host, pid=pid, slurm_job_id=job,
                    slurm_array_job_id=ajob, slurm_array_task_id=atask)
 

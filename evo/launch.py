@@ -397,12 +397,26 @@ def _check_popdir(popdir: str | os.PathLike) -> str:
     return root
 
 
+def _check_writable(root: str, folder: str) -> None:
+    """Workers write into the population and their jobs' output into ``folder``: a read-only mount
+    there is one clear error now, not jobs that fail (or never start) on the nodes."""
+    d = folder
+    while not os.path.isdir(d) and os.path.dirname(d) != d:
+        d = os.path.dirname(d)                 # the part of the folder that exists already
+    for where in (root, d):
+        if not os.access(where, os.W_OK):
+            raise LaunchError(f"cannot write into {where} (read-only or no permission): workers write into the "
+                              f"population directory and their jobs' output into {folder}; mount it read-write "
+                              f"on every node, or choose another population directory")
+
+
 def plan(popdir: str | os.PathLike, opts: SubmitOptions) -> dict[str, Any]:
     """What :func:`submit` would submit, without submitting: executor, folder, parameters, and
     (Slurm) the generated sbatch script."""
     opts.validate()
     root = _check_popdir(popdir)
     folder = _folder(root, opts)
+    _check_writable(root, folder)
     out: dict[str, Any] = {"popdir": root, "executor": opts.executor, "workers": opts.workers, "folder": folder,
                            "max_requeues": opts.max_requeues, "handback_timeout_s": opts.handback_s,
                            "device": opts.device}

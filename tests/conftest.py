@@ -1,4 +1,6 @@
+import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -35,3 +37,22 @@ def history(population):
     from evo import analysis
 
     return analysis.load(population)
+
+
+@pytest.fixture
+def read_only_dir(tmp_path: Path):
+    """A directory on a read-only bind mount (``ro``, a view of ``src`` with a ``logs/`` directory
+    in it); skipped where bind mounts are not allowed (they need root)."""
+    src, mnt = tmp_path / "src", tmp_path / "ro"
+    (src / "logs").mkdir(parents=True)
+    mnt.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("a read-only bind mount needs root")
+    if subprocess.run(["mount", "--bind", str(src), str(mnt)], capture_output=True).returncode != 0:
+        pytest.skip("mount --bind is not allowed here")
+    try:
+        if subprocess.run(["mount", "-o", "remount,ro,bind", str(mnt)], capture_output=True).returncode != 0:
+            pytest.skip("a read-only remount is not allowed here")
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], capture_output=True)

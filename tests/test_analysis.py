@@ -226,6 +226,21 @@ def test_retraining_individuals_stay_in_the_history(population, tmp_path):
     assert analysis.describe(h, r.id)["status"] == "retraining"
 
 
+def test_status_warns_when_workers_cannot_write(read_only_dir, tmp_path):
+    src = read_only_dir.parent / "src"
+    Population.create(str(src / "pop"), dataset="synthetic", population_size=2, lock="none")
+    warns = analysis.status(read_only_dir / "pop")["warnings"]
+    assert any(w.startswith(f"{read_only_dir / 'pop'} is not writable from here") for w in warns), warns
+    # POPDIR writable, its logs/ not: Slurm jobs with -o there never start
+    pop = tmp_path / "pop"
+    Population.create(str(pop), dataset="synthetic", population_size=2, lock="none")
+    shutil.rmtree(pop / "logs", ignore_errors=True)
+    (pop / "logs").symlink_to(read_only_dir)
+    warns = analysis.status(pop)["warnings"]
+    assert any("logs is not writable from here" in w and "JobLaunchFailure" in w for w in warns), warns
+    assert not any("is not writable" in w for w in analysis.status(src / "pop")["warnings"])
+
+
 def test_not_a_population(tmp_path):
     from evo.population import NotAPopulationError
 

@@ -82,6 +82,17 @@ def test_options_are_checked(tmp_path):
         launch.plan(tmp_path, launch.SubmitOptions(workers=1))
 
 
+def test_a_read_only_population_or_folder_is_refused_before_submitting(read_only_dir, tmp_path):
+    make_pop(read_only_dir.parent / "src" / "pop")
+    with pytest.raises(launch.LaunchError, match="cannot write into .*read-only or no permission"):
+        launch.plan(read_only_dir / "pop", launch.SubmitOptions(workers=1))
+    make_pop(tmp_path / "pop")
+    with pytest.raises(launch.LaunchError, match=f"cannot write into {read_only_dir}"):
+        launch.plan(tmp_path / "pop", launch.SubmitOptions(workers=1, folder=str(read_only_dir / "sub" / "mit")))
+    r = CliRunner().invoke(main, ["submit", str(read_only_dir / "pop"), "-n", "1", "--dry-run"])
+    assert r.exit_code == 2 and "cannot write into" in r.output and "Traceback" not in r.output
+
+
 # ------------------------------------------------------------------------------------ dry run
 def test_dry_run_prints_the_sbatch_script_and_submits_nothing(tmp_path):
     root = tmp_path / "pop"

@@ -49,24 +49,6 @@ def one_line(res: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
-@pytest.fixture
-def read_only_dir(tmp_path: Path):
-    """A directory on a read-only bind mount, with a logs/ directory in it (skipped without root)."""
-    src, mnt = tmp_path / "src", tmp_path / "ro"
-    (src / "logs").mkdir(parents=True)
-    mnt.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("a read-only bind mount needs root")
-    if subprocess.run(["mount", "--bind", str(src), str(mnt)], capture_output=True).returncode != 0:
-        pytest.skip("mount --bind is not allowed here")
-    try:
-        if subprocess.run(["mount", "-o", "remount,ro,bind", str(mnt)], capture_output=True).returncode != 0:
-            pytest.skip("a read-only remount is not allowed here")
-        yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], capture_output=True)
-
-
 def test_an_unwritable_log_is_one_line_and_exit_2(tmp_path, fake_evo):
     pop = tmp_path / "pop"
     (pop / "logs" / "worker-4242.log").mkdir(parents=True)        # nothing can be appended to it

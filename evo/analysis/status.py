@@ -3,7 +3,8 @@
 Read-only and lock-free, like the rest of :mod:`evo.analysis`: the run state (running, paused,
 stopped, finished, idle) and the budgets come from control.json, state.json and the history; the
 workers from the leases of the children in flight (with the Slurm job each runs in); the warnings
-from what a user should act on: expired leases, a stale soft lock, torn files, stalled progress.
+from what a user should act on: expired leases, a stale soft lock, torn files, stalled progress, a
+population directory (or its ``logs/``) that workers cannot write into.
 """
 
 from __future__ import annotations
@@ -69,6 +70,14 @@ def status(pop: str | os.PathLike | History, now: float | None = None) -> dict[s
     for n in listdir(root):
         if n.startswith(SOFT_LOCK_FILE + ".broken-"):
             out_warn.append(f"leftover of a broken lock: {os.path.join(root, n)} (`evo fsck --repair` removes it)")
+    # a directory the workers cannot write into (read-only mount, permissions)
+    logs = os.path.join(root, "logs")
+    if not os.access(root, os.W_OK):
+        out_warn.append(f"{root} is not writable from here (read-only or no permission): workers cannot run "
+                        f"in it; mount it read-write on every node")
+    elif os.path.isdir(logs) and not os.access(logs, os.W_OK):
+        out_warn.append(f"{logs} is not writable from here: a Slurm job whose output file (-o) is there never "
+                        f"starts (JobLaunchFailure, exit code 0:53, no output anywhere); make it writable")
     # torn files and other problems found while loading
     for w in h.warnings:
         out_warn.append(f"torn or unreadable file: {w}" if "torn" in w or "corrupt" in w else w)

@@ -232,7 +232,7 @@ def test_out_of_memory_is_an_unfit_individual_not_a_dead_worker(tmp_path, monkey
     recs = [ind for ind in pop.individuals()]
     assert len(recs) == 3
     assert all(ind.record["outcome"] == "out_of_memory" and ind.status == "dead" for ind in recs)
-    assert "80.00 GiB" in recs[0].fitness["reason"]
+    assert "80.00 GiB" in recs[0].record["reason"]
 
 
 def test_worker_hands_back_a_task_taken_with_its_last_commit(tmp_path):

@@ -86,7 +86,9 @@ def test_random_search_has_no_parent_and_kills_the_worst():
 def test_select_dispatch():
     rng = random.Random(8)
     pop = recs(0.1, 0.9, 0.5)
-    assert set(STRATEGIES) == {"tournament", "aging", "random"}
+    assert set(STRATEGIES) == {"tournament", "aging", "random", "grow"}
+    with pytest.raises(ValueError, match="no selection step"):
+        select("grow", pop, rng)  # it plans whole generations (evo.population.grow)
     assert select("random", pop, rng) == (None, 1)
     p, v = select("aging", pop, rng, sample_size=50)
     assert (p, v) == (2, 1)

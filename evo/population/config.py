@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 from evo.population import strategies
+from evo.population.grow import check_grow
 from evo.population.layout import (
     CONFIG_FILE,
     FORMAT_VERSION,
@@ -28,7 +29,7 @@ from evo.population.layout import (
 __all__ = ["Config", "Control", "INHERITANCE_MODES", "LOCK_MODES", "read_config"]
 
 LOCK_MODES = ("auto", "flock", "soft", "none")
-INHERITANCE_MODES = ("paper", "none")
+INHERITANCE_MODES = ("paper", "function-preserving", "none")
 
 
 @dataclass
@@ -59,6 +60,7 @@ class Config:
     max_attempts: int = 5
     seed_dna: dict | None = None
     train: dict = field(default_factory=dict)
+    grow: dict = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
     created_at: float | None = None
     lock_detected: str | None = None
@@ -120,7 +122,7 @@ class Config:
         integer("population_size", 2, "use at least 2 (the paper uses 1000)")
         if self.strategy not in strategies.STRATEGIES:
             raise bad("strategy", f"must be one of {', '.join(strategies.STRATEGIES)}",
-                      "pick tournament (Real 2017), aging (Real 2019) or random")
+                      "pick tournament (Real 2017), aging (Real 2019), random or grow (generations of growth)")
         integer("sample_size", 1, "use 1 <= sample_size (Real 2019 uses 25 for P=100)")
         integer("steps_per_child", 1, "use a positive number of training steps (paper: 25600)")
         integer("mutations_per_child", 0, "use 0 or more mutations per child (paper: 1)")
@@ -130,8 +132,9 @@ class Config:
             raise bad("lock", f"must be one of {', '.join(LOCK_MODES)}",
                       "use auto unless you know the file system's locking")
         if self.inheritance not in INHERITANCE_MODES:
-            raise bad("inheritance", "must be 'paper' or 'none'",
-                      "paper = children inherit matching weights; none = train from scratch")
+            raise bad("inheritance", "must be 'paper', 'function-preserving' or 'none'",
+                      "paper = children inherit matching weights; function-preserving = grown children "
+                      "start computing their parent's function (Net2Net); none = train from scratch")
         kc = self.keep_checkpoints
         ok_kc = kc in ("all", "alive") or (
             isinstance(kc, str) and kc.startswith("top:") and kc[4:].isdigit() and int(kc[4:]) > 0
@@ -154,6 +157,7 @@ class Config:
             raise bad("seed_dna", "must be a DNA dict (DNA.to_dict()) or null", "pass DNA.to_dict()")
         if not isinstance(self.train, dict):
             raise bad("train", "must be a JSON object", "pass a dict of training settings")
+        check_grow(self)
         return self
 
 

@@ -58,6 +58,7 @@ from evo.population.layout import (
     QUARANTINE, RESUME_FILE, TASK_FILE, TASK_KINDS, WORK_FILES, CorruptFileError, CorruptFileWarning, LockTimeout,
     StoreError, dumps, is_num, load_json, load_json_or_none, new_token, warn,
 )
+from evo.population.grow import Growth
 from evo.population.leases import CommitResult, Lease, Task, Wait, WorkerInfo
 from evo.population.records import fitness_record
 from evo.population.recovery import Recovery
@@ -88,7 +89,7 @@ class _Prep:
     t_start: float
 
 
-class Population(RunControl, Recovery):
+class Population(RunControl, Recovery, Growth):
     """A population directory: the protocol's steps (selection, commit, release) on top of its
     files (:class:`~evo.population.directory.PopulationDir`).  Use :meth:`create` or :meth:`open`."""
 
@@ -207,6 +208,8 @@ class Population(RunControl, Recovery):
 
     def _step_inner(self, prep: _Prep, post: list, events: list) -> "Task | Wait | _Retry":
         worker, rng, ctl, token, claimed = prep.worker, prep.rng, prep.ctl, prep.token, prep.claimed
+        # the grow strategy ends a generation and plans the next as pending work (evo.population.grow)
+        grow = self._grow_step(worker, events, post) if self.config.strategy == "grow" else None
         st = self._state_snapshot if self._state_snapshot is not None else self.read_state()
         pending = sorted(self._list_pending()) if self.alive.subdirs(self._pending) != 0 else []
         n_inflight = self.alive.subdirs(self._inflight)
@@ -234,6 +237,8 @@ class Population(RunControl, Recovery):
         hit = self._individuals_budget(nid)
         if hit:
             return Wait("budget", not n_inflight, poll, hit)
+        if grow is not None:  # no selection step: the generation's children are all planned
+            return self._grow_wait(grow, n_inflight, poll)
 
         # 2. one selection step
         candidates = self.alive.candidates(ctl)
@@ -286,7 +291,7 @@ class Population(RunControl, Recovery):
                     warn(str(e), CorruptFileWarning)
                     self.alive.drop(parent)
                     return self._give_up(prep)
-                if self.config.inheritance == "paper":
+                if self.config.inheritance != "none":
                     src = os.path.join(pdir, CHECKPOINT_FILE)
                     try:
                         os.link(src, os.path.join(resv, PARENT_CHECKPOINT_FILE))
@@ -399,7 +404,7 @@ class Population(RunControl, Recovery):
         rck = os.path.join(d, RESUME_FILE)
         resume_ckpt = rck if os.path.exists(rck) else None
         is_resume = attempts > 0
-        inherit = (self.config.inheritance == "paper" and kind == "child" and parent_ckpt is not None)
+        inherit = (self.config.inheritance != "none" and kind == "child" and parent_ckpt is not None)
         task = Task(
             kind="resume" if is_resume else kind, child_id=i, parent_id=tj.get("parent_id"),
             num_mutations=int(tj.get("mutations", 0)), lease=lease, task_uid=tj.get("task_uid") or token,
@@ -549,6 +554,13 @@ class Population(RunControl, Recovery):
             sink.extend(events)
         if ok:  # selectable from now on (its birth event, read later, says the same)
             self.alive.add(cid, rec["fitness"])
+        if self.config.strategy == "grow":  # the commit that completes a generation ends it
+            grown: list[dict] = []
+            self._grow_step(worker, grown, post)
+            if grown and sink is not None:
+                sink.extend(grown)
+            elif grown:
+                self.log.append(grown)
 
         def after() -> None:
             if not ok:

@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 #: Names accepted in the experiment config (``strategy``).
-STRATEGIES = ("tournament", "aging", "random")
+STRATEGIES = ("tournament", "aging", "random", "grow")  # grow: by generations, evo.population.grow
 
 
 class Candidate(NamedTuple):
@@ -143,6 +143,9 @@ def select(
         return aging(candidates, rng, sample_size=sample_size or 1, kill=kill)
     if strategy == "random":
         return random_search(candidates, rng, kill=kill)
+    if strategy == "grow":
+        raise ValueError("the grow strategy has no selection step: it plans whole generations "
+                         "(evo.population.grow)")
     raise ValueError(
         f"unknown strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}"
     )

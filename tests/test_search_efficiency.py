@@ -329,3 +329,25 @@ def test_tiny_suite_end_to_end_interrupted_resumed_and_rerun(tmp_path):
             assert Path(fig).read_bytes()[:8] == PNG_SIGNATURE
     for fig in v["figures"].values():
         assert Path(fig).read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_runs_through_evo_submit(tmp_path):
+    """--executor slurm submits each run's workers with `evo submit` (here its local executor, so
+    that the path runs without a cluster) and watches the populations until their budgets."""
+    out = tmp_path / "out"
+    env = {**os.environ, "EVO_CACHE_DIR": str(tmp_path / "cache")}
+    args = _script(out, "--only", "evolution", "--seeds", "0", "--executor", "slurm",
+                   "--submit-opt=--executor=local", "--no-ensemble", "--json")
+    res = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert json.loads(res.stdout)["tiny"]["runs"]["completed"] == ["default/evolution/seed-0"]
+    run = load_suite(TINY, only=["evolution"], seeds=[0]).runs[0]
+    pop = run_dir(out.resolve(), run)
+    st = read_state(out.resolve(), run)
+    assert st["finished"] and [s["executor"] for s in st["sessions"]] == ["local-submit"]
+    jobs = [json.loads(line) for line in (pop / "jobs.jsonl").read_text().splitlines()]
+    assert len(jobs) == 1 and jobs[0]["executor"] == "local" and jobs[0]["workers"] == 1
+    assert len(_records(pop)) == 10
+    again = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
+    assert again.returncode == 0 and json.loads(again.stdout)["tiny"]["runs"]["skipped"] == [run.key]
+    assert len((pop / "jobs.jsonl").read_text().splitlines()) == 1  # nothing submitted again

@@ -340,7 +340,18 @@ class Runner:
 
     # ------------------------------------------------------------------ Slurm
     def _jobs_alive(self, st: dict) -> bool:
-        ids = [j for s in st.get("sessions", []) for j in ([s.get("job_id")] if s.get("job_id") else [])]
+        """Whether workers submitted by an earlier session still run or wait: Slurm jobs in
+        ``squeue``, or the controller processes of ``evo submit --executor local``."""
+        sessions = [s for s in st.get("sessions", []) if s.get("executor") in ("slurm", "local-submit")]
+        for s in sessions:
+            if s["executor"] == "local-submit":
+                for pid in s.get("job_ids") or []:
+                    try:
+                        os.kill(int(pid), 0)
+                        return True
+                    except (OSError, ValueError):
+                        pass
+        ids = [str(s["job_id"]) for s in sessions if s.get("job_id")]
         if not ids:
             return False
         try:
@@ -359,7 +370,8 @@ class Runner:
         out = _call(_evo("submit", str(pop), "--workers", str(self.workers_of(run)), "--json", *extra,
                          *self.opts.submit_args), f"evo submit {pop}")
         rec = json.loads(out)
-        st["sessions"].append({"started_at": time.time(), "executor": "slurm", "workers": self.workers_of(run),
+        kind = "local-submit" if rec.get("executor") == "local" else "slurm"
+        st["sessions"].append({"started_at": time.time(), "executor": kind, "workers": self.workers_of(run),
                                "job_id": rec.get("job_id"), "job_ids": rec.get("job_ids")})
         _save(self.out, run, st)
         self.say(f"{run.key}: submitted {self.workers_of(run)} workers (job {rec.get('job_id')})")
@@ -377,7 +389,7 @@ class Runner:
                 self._steer(run, pop, st, st["wall_s"])
                 if self._finish_if_done(run, pop, st):
                     continue
-                if not self._jobs_alive(st):
+                if not self._jobs_alive(st) and not self._finish_if_done(run, pop, st):
                     self.say(f"{run.key}: its jobs ended before the budget; run again to submit more workers")
                     continue
                 still.append((run, pop, st))

@@ -17,7 +17,7 @@ from evo import analysis  # noqa: E402
 from evo.genome.real2017.dna import seed_dna  # noqa: E402
 from evo.network.data import load_dataset  # noqa: E402
 from evo.network.real2017 import build_model  # noqa: E402
-from evo.network.train import evaluate_split  # noqa: E402
+from evo.network.evaluation import evaluate_split  # noqa: E402
 from evo.population import Population  # noqa: E402
 
 DATA = {"n_train": 200, "n_val": 100, "n_test": 300, "image_size": 8}

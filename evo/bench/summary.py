@@ -139,6 +139,15 @@ def _machine() -> dict[str, Any]:
     info: dict[str, Any] = {"host": socket.gethostname(), "platform": platform.platform(),
                             "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count()}
     try:
+        import subprocess
+
+        res = subprocess.run(["git", "-C", os.path.dirname(os.path.abspath(__file__)), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=10)
+        if res.returncode == 0:
+            info["commit"] = res.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
         import torch
 
         info["torch"] = torch.__version__
@@ -161,7 +170,8 @@ def markdown(summary: dict[str, Any]) -> str:
     """The summary as Markdown: one table per variant."""
     lines = [f"# {summary['title']}", "", f"Suite `{summary['suite']}` ({summary['path']}), summarised "
              f"{summary['generated_at']} on {summary['machine']['host']} ({summary['machine']['cpus']} CPUs"
-             + (f", {summary['machine']['gpu']}" if summary["machine"].get("gpu") else "") + f"), evo {summary['evo']}.",
+             + (f", {summary['machine']['gpu']}" if summary["machine"].get("gpu") else "") + f"), evo {summary['evo']}"
+             + (f" (commit {summary['machine']['commit']})" if summary["machine"].get("commit") else "") + ".",
              "", "Cells: mean [min, max] over the seeds' finished runs. Accuracies are validation accuracies; the "
              f"ensemble is the mean softmax of the top {TOP_K}.", ""]
     for vname, v in summary["variants"].items():

@@ -52,22 +52,24 @@ def load_individual_weights(h: History, i: int) -> tuple[str, dict]:
 
 
 def _genome(h: History, i: int) -> Any:
-    from evo.genome.real2017.dna import DNA
+    """The genome of ``i`` read by the population's search space (``space_of(config)``)."""
+    from evo.genome import space_of
 
-    return DNA.from_dict(h.dna(i))
+    return space_of(h.config).from_dict(h.dna(i))
 
 
 def load_individual_model(pop: str | os.PathLike | History, i: int, device: str = "cpu"):
-    """Individual ``i`` as its trained network (:class:`evo.network.real2017.DNANet`, eval mode).
+    """Individual ``i`` as its trained network (built by the population's search space, eval mode).
 
     Expects normalised inputs; :func:`export_individual` writes a self-contained model
     that normalises its own inputs.
     """
-    from evo.network.real2017 import build_model
+    from evo.genome import space_of
 
     h = history_of(pop)
     ck, weights = load_individual_weights(h, i)
-    net = build_model(_genome(h, i))
+    space = space_of(h.config)
+    net = space.build(space.from_dict(h.dna(i)))
     missing, unexpected = net.load_state_dict(weights, strict=False)
     if missing or unexpected:
         raise AnalysisError(f"{ck}: weights do not fit the DNA of {i} (missing {missing}, unexpected {unexpected})")

@@ -16,6 +16,7 @@ import re
 import select
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -322,3 +323,14 @@ def test_report_in_headless_browser(runs, tmp_path):
     assert img.shape[0] >= min(got["height"], 16000) * 0.9 and img.shape[1] >= 1000
     assert img[..., :3].std() > 0.05
     assert info["bytes"] == len(page.read_bytes())
+
+
+def test_writing_a_report_never_imports_torch(runs, tmp_path):
+    out = tmp_path / "r.html"
+    code = ("import sys; from evo.report import write_report; "
+            f"write_report([{str(runs[0])!r}], {str(out)!r}); "
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "EVO_CACHE_DIR": str(tmp_path / "cache")})
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert out.read_text().count("<img") == 2

@@ -196,7 +196,11 @@ def population_section(h: Any, anchor: str, label: str, *, top_n: int = 10, max_
                        graphviz: bool | None = None) -> tuple[str, dict]:
     """The HTML of one population and a few facts about it (for tests and the caller's summary)."""
     st = analysis.status(h)
-    drawer = Drawer(space_of(h.config), graphviz=graphviz)
+    try:
+        space = space_of(h.config)
+    except Exception:  # noqa: BLE001 - a space this version does not know: architectures as text
+        space = None
+    drawer = Drawer(space, graphviz=graphviz)
     parts = [f'<p class="muted">{esc(h.root)} &middot; {len(h)} individuals &middot; dataset '
              f"{esc(h.config.dataset)} &middot; read in {st['load_s']:.2f} s</p>"]
     parts.append(section(f"{anchor}-state", "State and budget", _state(st), level=3))

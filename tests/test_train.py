@@ -331,17 +331,6 @@ def test_the_cpu_trains_eagerly_and_says_why(data):
     assert r.recipe == "paper"
 
 
-def test_graph_plan_reasons():
-    from evo.network.step import GRAPH_WARMUP_STEPS, graph_plan
-
-    dev = torch.device("cuda", 0)
-    assert graph_plan(TrainConfig(cuda_graph="off"), dev, 1000) == (False, "eager: cuda_graph=off")
-    ok, why = graph_plan(TrainConfig(), dev, GRAPH_WARMUP_STEPS)
-    assert not ok and "too few" in why
-    assert graph_plan(TrainConfig(), dev, 1000) == (True, "")
-    assert not graph_plan(TrainConfig(), torch.device("cpu"), 1000)[0]
-
-
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU: graph and eager steps compared there")
 @pytest.mark.parametrize("recipe", ["paper", "fast"])
 def test_graph_and_eager_steps_match_on_a_tiny_model(data, recipe):

@@ -149,3 +149,13 @@ def test_sigkill_storm_keeps_the_invariants(tmp_path, lock):
     assert gens == list(range(len(gens))) and len(gens) >= 5
     assert 70 - 15 <= len(alive) + len(dead) <= 70
     assert any(e["event"] == "recover" for e in events)
+
+
+def test_a_grow_run_defaults_to_growth_mutations_and_function_preserving_inheritance(tmp_path):
+    pop = make(tmp_path, strategy="grow")
+    assert pop.config.inheritance == "function-preserving"
+    assert pop.config.train["mutations"] == {"allowed": ["WIDEN", "DEEPEN", "LARGER-FILTER"]}
+    other = make(tmp_path, name="other", strategy="grow", inheritance="paper",
+                 train={"mutations": {"weights": {"WIDEN": 1}}})
+    assert other.config.inheritance == "paper" and other.config.train["mutations"] == {"weights": {"WIDEN": 1}}
+    assert make(tmp_path, name="t").config.inheritance == "paper"  # other strategies: the paper's

@@ -19,6 +19,7 @@ from evo.analysis.loading import history_of
 from evo.analysis.records import integer, number
 from evo.base.slurm import slurm_job_id
 from evo.population import Population
+from evo.population.grow import grow_progress
 from evo.population.layout import SOFT_LOCK_FILE
 
 __all__ = ["status", "format_duration"]
@@ -99,6 +100,9 @@ def status(pop: str | os.PathLike | History, now: float | None = None) -> dict[s
     if cfg.max_flops is not None and flops >= cfg.max_flops:
         budget_reason = f"budget of {cfg.max_flops:g} FLOPs reached"
     busy = h.counts["inflight"] + h.counts["pending"]
+    grow = grow_progress(root, cfg) if cfg.strategy == "grow" else None
+    if grow is not None and grow["finished"] and not budget_reason:
+        budget_reason = f"the grow run is over after generation {grow['generation']}"
     if ctl.get("stopped"):
         run_state = "stopped"
     elif budget_reason and busy == 0:
@@ -156,6 +160,7 @@ def status(pop: str | os.PathLike | History, now: float | None = None) -> dict[s
         "workers": workers,
         "recent_workers": len([w for w, t in by_worker.items() if now - t < 3600.0]),
         "strategy": cfg.strategy,
+        "grow": grow,
         "knobs": {"population_size": cfg.population_size, "sample_size": cfg.sample_size,
                   "steps_per_child": cfg.steps_per_child, "mutations_per_child": ctl.get("mutations_per_child",
                                                                                           cfg.mutations_per_child),

@@ -44,6 +44,19 @@ def _status_text(d: dict) -> str:
                      f"{fmt(bb['depth'])}){seed}")
     else:
         lines.append("best         no individual committed yet")
+    g = d.get("grow")
+    if g:
+        k_gen = "" if g["generations"] is None else f" of {g['generations']}"
+        lines.append(f"generation   {g['generation']}{k_gen}: {g['committed']}/{g['members']} committed"
+                     f" ({g['children_per_generation']} children of the {g['survivors_per_generation']} best "
+                     f"each generation){'; the run is over' if g['finished'] else ''}")
+        if g["survivors"]:
+            fit = ", ".join(fmt(f, ".4f") for f in g["survivors_fitness"])
+            lines.append(f"survivors    {', '.join(map(str, g['survivors']))} (validation accuracy {fit})")
+        ens = g.get("final_ensemble")
+        if ens:
+            lines.append(f"ensemble     of the last {len(ens['ids'])} survivors: validation accuracy "
+                         f"{ens['val_accuracy']:.4f} (best member {max(ens['members_val_accuracy']):.4f})")
     bud = d["budget"]
     budgets = []
     if bud["max_individuals"] is not None:

@@ -61,7 +61,8 @@ def data_info(name: str, root: Path | None, as_json: bool) -> None:
 @click.option("--dataset-opt", multiple=True, metavar="KEY=VALUE",
               help="Extra data set argument, e.g. n_train=5000 or image_size=32 (repeatable).")
 @click.option("--population-size", "-P", type=int, default=None, help="Individuals kept alive (paper: 1000).")
-@click.option("--strategy", type=click.Choice(["tournament", "aging", "random"]), default=None)
+@click.option("--strategy", type=click.Choice(["tournament", "aging", "random", "grow"]), default=None,
+              help="grow: generations of growth mutations with function-preserving inheritance.")
 @click.option("--sample-size", type=int, default=None, help="S of aging evolution (Real 2019: 25).")
 @click.option("--steps-per-child", type=int, default=None, help="Training steps per child (paper: 25600).")
 @click.option("--mutations-per-child", type=int, default=None)
@@ -69,9 +70,13 @@ def data_info(name: str, root: Path | None, as_json: bool) -> None:
 @click.option("--max-flops", type=float, default=None, help="Budget: stop after this many FLOPs.")
 @click.option("--lock", type=click.Choice(["auto", "flock", "soft", "none"]), default=None,
               help="Population lock: auto picks by file system (slurm/README.md).")
-@click.option("--inheritance", type=click.Choice(["paper", "none"]), default=None,
-              help="paper: children inherit matching weights; none: trained from scratch (Real 2019).")
+@click.option("--inheritance", type=click.Choice(["paper", "function-preserving", "none"]), default=None,
+              help="paper: children inherit matching weights; function-preserving: a grown child starts "
+                   "computing its parent's function (Net2Net; default of grow); none: from scratch (Real 2019).")
 @click.option("--keep-checkpoints", default=None, help="alive (default), all, or top:K.")
+@click.option("--grow-children", type=int, default=None, help="grow: M1 children per generation (default 2 P).")
+@click.option("--grow-survivors", type=int, default=None, help="grow: M2 survivors per generation (default P).")
+@click.option("--grow-generations", type=int, default=None, help="grow: K generations (default: until a budget).")
 @click.option("--seed", type=int, default=None)
 @click.option("--train-opt", multiple=True, metavar="KEY=VALUE",
               help="Training setting (batch_size, momentum, weight_decay, augment, ...), repeatable.")
@@ -104,7 +109,12 @@ def init(popdir: Path, config_file: Path | None, dataset: str | None, data_root:
     train_cfg = dict(cfg.get("train") or {})
     train_cfg.update(parse_kv(train_opt, "--train-opt"))
     cfg["train"] = train_cfg
+    grow = {k[5:]: fields.pop(k) for k in ("grow_children", "grow_survivors", "grow_generations")}
     cfg.update({k: v for k, v in fields.items() if v is not None})
+    cfg["grow"] = {**dict(cfg.get("grow") or {}), **{k: v for k, v in grow.items() if v is not None}}
+    from evo.population.grow import grow_defaults
+
+    cfg = grow_defaults(cfg)  # grow: function-preserving inheritance and growth mutations unless given
     config = Config.from_dict(cfg).validate()
     from evo.worker.loop import check_train_settings
 

@@ -29,16 +29,17 @@ ENSEMBLE_VERSION = 1
 class EnsembleModel(nn.Module):
     """Several trained networks; ``forward`` returns the mean of their softmax probabilities.
 
-    Takes what each member takes (float NCHW images in [0, 1], or uint8 in [0, 255]); each member
-    applies its own normalisation.  ``members`` are :class:`~evo.network.export.ExportedModel`.
+    Takes what each member takes: loaded from a file, the members are
+    :class:`~evo.network.export.ExportedModel` (float NCHW images in [0, 1], or uint8 in [0, 255],
+    each member applying its own normalisation); bare networks take normalised images.
     """
 
-    def __init__(self, members: Sequence[ExportedModel], meta: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, members: Sequence[nn.Module], meta: Mapping[str, Any] | None = None) -> None:
         super().__init__()
         if not members:
             raise ValueError("an ensemble needs at least one member")
         self.members = nn.ModuleList(members)
-        self.classes = members[0].classes
+        self.classes = getattr(members[0], "classes", None)
         self.meta = dict(meta or {})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -12,6 +12,7 @@ from typing import Any
 
 from evo.base.files import atomic_write, atomic_write_json, fsync_dir, rmtree_quiet
 from evo.population.config import Config, Control, default_state
+from evo.population.grow import grow_defaults
 from evo.population.layout import (
     CONFIG_FILE,
     CONTROL_FILE,
@@ -38,10 +39,9 @@ __all__ = ["create_population", "make_config"]
 def make_config(config: Config | dict | None, overrides: dict[str, Any]) -> Config:
     """The validated config of a new population: ``config`` (a Config, a dict or None for the
     defaults) with ``overrides`` applied."""
-    if config is None:
-        config = Config()
-    elif isinstance(config, dict):
-        config = Config.from_dict(config)
+    if config is None or isinstance(config, dict):  # grow: its defaults unless the dict says otherwise
+        config = Config.from_dict(grow_defaults({**(config or {}), **overrides}))
+        overrides = {}
     else:
         config = dataclasses.replace(config)
     for k in overrides:

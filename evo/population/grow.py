@@ -38,7 +38,8 @@ if TYPE_CHECKING:
     from evo.population.config import Config
     from evo.population.leases import WorkerInfo
 
-__all__ = ["GROW_FILE", "GROWTH_MUTATIONS", "Growth", "GrowSettings", "rank", "read_grow_state"]
+__all__ = ["GROW_FILE", "GROWTH_MUTATIONS", "Growth", "GrowSettings", "grow_defaults", "grow_progress", "rank",
+           "read_grow_state"]
 
 #: the generation barrier, in the population directory
 GROW_FILE = "grow.json"
@@ -83,6 +84,19 @@ def check_grow(config: "Config") -> None:
                               + {"children": "M1 children per generation, e.g. 2 x population_size",
                                  "survivors": "M2 survivors per generation, e.g. population_size",
                                  "generations": "K generations, or null to run until a budget is spent"}[k])
+
+
+def grow_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """A config dict with what a ``grow`` run uses unless it says otherwise: function-preserving
+    inheritance and the growth mutations (``train.mutations``)."""
+    if config.get("strategy") != "grow":
+        return config
+    out = dict(config)
+    out.setdefault("inheritance", "function-preserving")
+    train = dict(out.get("train") or {})
+    train.setdefault("mutations", {k: list(v) for k, v in GROWTH_MUTATIONS.items()})
+    out["train"] = train
+    return out
 
 
 def rank(fitness: Mapping[int, float | None]) -> list[int]:
@@ -225,6 +239,17 @@ class Growth:
             rmtree_quiet(tmp)
             raise
 
+    def record_final_ensemble(self, record: Mapping[str, Any]) -> bool:
+        """Keep the measurement of the last survivors' ensemble in ``grow.json`` (once, under the
+        lock); False when the run is not over or another worker recorded it first."""
+        with self.locked():  # type: ignore[attr-defined]
+            st = self._grow_read()
+            if st.get("phase") != "finished" or st.get("final_ensemble"):
+                return False
+            st["final_ensemble"] = dict(record)
+            self._grow_write(st)
+        return True
+
     def _grow_wait(self, st: dict[str, Any], n_inflight: int, poll: float) -> Any:
         """The :class:`Wait` of a grow run with no pending work: the generation's barrier."""
         from evo.population.leases import Wait
@@ -235,3 +260,31 @@ class Growth:
                         f"{len(st['survivors'])} survivors" if st["history"] else "the grow run is over")
         return Wait("generation", False, poll, f"generation {st['generation']}: waiting for "
                                                f"{n_inflight} children in flight before the next one")
+
+
+def grow_progress(root: str, config: "Config") -> dict[str, Any]:
+    """What ``evo status`` shows of a grow run: the generation, how many of its members are
+    committed, the settings, the survivors so far and, once over, the final ensemble."""
+    from evo.population.layout import INFLIGHT, PENDING, inflight_entries, list_ids
+
+    st = read_grow_state(root, config)
+    s = GrowSettings.of(config)
+    busy = set(list_ids(os.path.join(root, PENDING))) | {e[0] for e in inflight_entries(os.path.join(root, INFLIGHT))}
+    members = list(st.get("members") or [])
+    last = (st.get("history") or [{}])[-1]
+    return {
+        "generation": st.get("generation", 0),
+        "phase": st.get("phase", "running"),
+        "finished": st.get("phase") == "finished",
+        "members": len(members),
+        "committed": sum(1 for i in members if i not in busy),
+        "children_per_generation": s.children,
+        "survivors_per_generation": s.survivors,
+        "generations": s.generations,
+        "survivors": list(st.get("survivors") or []),
+        "survivors_fitness": list(last.get("fitness") or []),
+        "history": [{"generation": h.get("generation"), "best": max([f for f in h.get("fitness") or [] if is_num(f)],
+                                                                    default=None)}
+                    for h in st.get("history") or []],
+        "final_ensemble": st.get("final_ensemble"),
+    }

@@ -479,6 +479,15 @@ class Worker:
                               f"when its lease expires")
         self._hand_back_next(reason)
 
+    def _final_ensemble(self) -> None:
+        """A grow run is over: measure its last survivors' ensemble once (never fatal)."""
+        from evo.worker.final_ensemble import record_final_ensemble
+
+        try:
+            record_final_ensemble(self.pop, self.space, self.dataset, self.device, self.progress)
+        except Exception as exc:  # noqa: BLE001 - the run's result is on disk; this is a summary of it
+            self.progress(f"final ensemble not measured ({_first_line(exc)})")
+
     def run(self) -> int:
         """Work until the experiment ends (0) or an interruption (3); :class:`NeedsFix` (exit 2) when a
         person must act first, any other exception (exit 1) after handing the child back."""
@@ -507,6 +516,8 @@ class Worker:
             if not task:
                 if task.done:
                     self.progress(f"nothing more to do: {task.message or task.reason}")
+                    if self.config.strategy == "grow":
+                        self._final_ensemble()
                     return EXIT_DONE
                 self.stop.event.wait(task.retry_after_s)
                 continue

@@ -16,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from evo import launch
+from evo.launch.plan import local_gpu_plan, slurm_parameters, submit_command
 from evo.cli import main
 from evo.population import Population, fsck, read_events
 
@@ -142,9 +143,9 @@ def test_dry_run_script_is_what_submitit_would_submit(workers):
                                 cpus_per_worker=8, mem="32G", account="proj", qos="normal",
                                 sbatch_opts={"constraint": "a100", "exclusive": True},
                                 setup=["module load cuda"], signal_delay_s=300).validate()
-    params = launch._slurm_parameters(opts)
+    params = slurm_parameters(opts)
     folder = "/shared/my pop/logs/submitit"
-    expected = make(command=launch._submit_command(folder), folder=folder,
+    expected = make(command=submit_command(folder), folder=folder,
                     map_count=workers if workers > 1 else None, **params)
     assert launch.sbatch_script(folder, params, workers) == expected
 
@@ -152,8 +153,9 @@ def test_dry_run_script_is_what_submitit_would_submit(workers):
 def test_launch_uses_submitits_public_api_only():
     import ast
 
-    tree = ast.parse(Path(launch.__file__).read_text())
-    for node in ast.walk(tree):
+    nodes = [n for f in Path(launch.__file__).parent.glob("*.py") for n in ast.walk(ast.parse(f.read_text()))]
+    assert nodes
+    for node in nodes:
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("submitit"):
             assert not any(part.startswith("_") for part in node.module.split(".")), node.module
             assert not any(a.name.startswith("_") for a in node.names), [a.name for a in node.names]
@@ -175,10 +177,10 @@ def test_bad_requests_are_one_line_errors(tmp_path):
 def test_local_gpu_plan(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2")
     opts = launch.SubmitOptions(workers=4, executor="local", gpus_per_worker=1)
-    assert launch._local_gpu_plan(opts) == [[0], [1], [2], [0]]
+    assert local_gpu_plan(opts) == [[0], [1], [2], [0]]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     with pytest.raises(launch.LaunchError, match="GPU"):
-        launch._local_gpu_plan(opts)
+        local_gpu_plan(opts)
 
 
 def test_recorded_jobs_skips_torn_lines(tmp_path):

@@ -47,8 +47,9 @@ def _comparison(hs: list[Any], labels: list[str]) -> str:
                    "(band), min and max (dotted).</figcaption></figure>")
     tab = plots.compare_runs_table(hs, "flops", labels=labels)
     rows = [[r["label"], r["individuals"], fmt(r["best_fitness"], ".4f"), fmt(r["best_id"]),
-             sci(r["best_reached_at"]), sci(r["flops"]), f"{r['hours']:.2f}"] for r in tab["runs"]]
-    out.append(table(["run", "individuals", "best val acc", "best id", "reached at (FLOPs)", "FLOPs", "hours"],
+             sci(r["best_reached_at"]), sci(r["flops"]), analysis.format_duration(r["hours"] * 3600.0)]
+            for r in tab["runs"]]
+    out.append(table(["run", "individuals", "best val acc", "best id", "reached at (FLOPs)", "FLOPs", "duration"],
                      rows, numeric={1, 2, 3, 4, 5, 6}))
     if tab["final_mean"] is not None:
         finals = [r["best_fitness"] for r in tab["runs"] if r["best_fitness"] is not None]

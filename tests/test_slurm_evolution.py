@@ -296,3 +296,23 @@ def test_scancel_hands_the_child_back_and_another_worker_finishes_it(slurm_clust
         assert r["worker"].startswith(f"slurm-{job}_0-")
     segs = records[lease["id"]]["segments"]
     assert len(segs) == 2 and segs[0][1] < steps, segs              # resumed where the victim stopped
+
+
+# -------------------------------------------------------------------- a grow run
+def test_sbatch_array_grows_generations_to_the_end(slurm_cluster, tmp_path, evo_bin):
+    """strategy grow: generations of growth children, the barrier shared by the array's workers;
+    the worker that finds the run over measures the last survivors' ensemble."""
+    root = tmp_path / "pop"
+    pop = make_pop(root, population_size=2, max_individuals=None, steps_per_child=40, strategy="grow",
+                   grow={"children": 3, "survivors": 2, "generations": 2})
+    job = slurm_cluster.sbatch("--array=0-1", "--time=10", "-o", tmp_path / "slurm-%A_%a.out", WORKER_SBATCH, root,
+                               env=job_env(evo_bin))
+    states = slurm_cluster.wait_for_jobs(job, timeout=300)
+    assert states == {f"{job}_{i}": "COMPLETED" for i in range(2)}, logs_of(root)
+    records = check_population(root, pop, budget=2 + 3 + 3)
+    st = pop.grow_state()
+    assert st["phase"] == "finished" and [h["generation"] for h in st["history"]] == [0, 1, 2]
+    assert sorted(st["survivors"]) == sorted(i.id for i in pop.individuals() if i.status == "alive")
+    assert st["final_ensemble"]["ids"] == st["survivors"]
+    children = [r for r in records if r["kind"] == "child"]
+    assert len(children) == 6 and all(r["inherited"]["mode"] == "function-preserving" for r in children)

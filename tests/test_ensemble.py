@@ -15,9 +15,9 @@ from evo.network.real2017 import build_model
 MEAN, STD = [0.5, 0.4, 0.3], [0.2, 0.25, 0.3]
 
 
-def member(seed: int, num_classes: int = 10) -> dict:
+def member(seed: int, num_classes: int = 10, shape=(3, 8, 8)) -> dict:
     rng = random.Random(seed)
-    dna = seed_dna(input_shape=(3, 8, 8), num_classes=num_classes)
+    dna = seed_dna(input_shape=shape, num_classes=num_classes)
     for _ in range(8):
         dna, _ = mutate(dna, rng)
     torch.manual_seed(seed)
@@ -52,8 +52,10 @@ def test_export_and_load_average_the_members_softmax(tmp_path):
 def test_bad_ensembles_are_refused(tmp_path):
     with pytest.raises(ExportError, match="at least one member"):
         export_ensemble(tmp_path / "e.pt", [])
-    with pytest.raises(ExportError, match="different inputs or classes"):
+    with pytest.raises(ExportError, match="different numbers of classes"):
         export_ensemble(tmp_path / "e.pt", [member(1), member(2, num_classes=5)])
+    with pytest.raises(ExportError, match="different inputs"):
+        export_ensemble(tmp_path / "e.pt", [member(1), member(2, shape=(3, 16, 16))])
     wrong = dict(member(1), state_dict=member(2)["state_dict"])
     if set(wrong["state_dict"]) != set(build_model(wrong["dna"]).state_dict()):
         with pytest.raises(ExportError, match="do not fit"):

@@ -117,5 +117,7 @@ def export_ensemble(pop: str | os.PathLike | History, ids: list[int], path: str 
     meta = {"ids": list(ids), "fitness": [h[i].fitness for i in ids], "popdir": h.root,
             "dataset": h.config.dataset, "dataset_kwargs": dict(h.config.dataset_kwargs),
             "exported_at": time.time()}
-    out = write_ensemble(path, members, meta=meta)
+    from evo.genome import space_of
+
+    out = write_ensemble(path, members, meta=meta, space=space_of(h.config))
     return {"ids": list(ids), "path": str(out), "fitness": meta["fitness"], "checkpoints": [c for _, c, _ in loaded]}

@@ -54,12 +54,28 @@ def test_create_refuses_to_overwrite(tmp_path):
     ("heartbeat_s", 400.0, "heartbeat_s"),
     ("max_individuals", 0, "max_individuals"),
     ("inheritance", "lamarck", "inheritance"),
+    ("search_space", "nasnet", "search_space"),
+    ("space_options", {"depth": 3}, "space_options"),
+    ("space_options", [3, 24], "space_options"),
 ])
 def test_config_errors_name_the_field_and_fix(tmp_path, field, value, match):
     with pytest.raises(ConfigError, match=match) as e:
         Population.create(str(tmp_path / "p"), **{field: value})
     assert "Fix:" in str(e.value)
     assert not (tmp_path / "p").exists()
+
+
+def test_the_search_space_and_its_options_are_recorded(tmp_path):
+    pop = Population.create(str(tmp_path / "p"), population_size=2, search_space="amoebanet",
+                            space_options={"N": 1, "F": 4})
+    cfg = jload(os.path.join(pop.root, "config.json"))
+    assert cfg["search_space"] == "amoebanet" and cfg["space_options"] == {"N": 1, "F": 4}
+    assert Population.open(pop.root).config.search_space == "amoebanet"
+    with pytest.raises(ConfigError, match="'space_options'.*N") as e:
+        Population.create(str(tmp_path / "q"), search_space="amoebanet", space_options={"N": 0})
+    assert "Fix:" in str(e.value) and not (tmp_path / "q").exists()
+    old = make(tmp_path / "old")  # the default: the 2017 space, no options
+    assert jload(os.path.join(old.root, "config.json"))["search_space"] == "real2017"
 
 
 def test_unknown_config_field_suggests(tmp_path):

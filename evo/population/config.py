@@ -12,6 +12,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
+from evo.genome.space import GenomeError, search_space, space_names
 from evo.population import strategies
 from evo.population.grow import check_grow
 from evo.population.layout import (
@@ -61,6 +62,8 @@ class Config:
     seed_dna: dict | None = None
     train: dict = field(default_factory=dict)
     grow: dict = field(default_factory=dict)
+    search_space: str = "real2017"
+    space_options: dict = field(default_factory=dict)
     format_version: int = FORMAT_VERSION
     created_at: float | None = None
     lock_detected: str | None = None
@@ -157,8 +160,25 @@ class Config:
             raise bad("seed_dna", "must be a DNA dict (DNA.to_dict()) or null", "pass DNA.to_dict()")
         if not isinstance(self.train, dict):
             raise bad("train", "must be a JSON object", "pass a dict of training settings")
+        self.check_search_space()
         check_grow(self)
         return self
+
+    def check_search_space(self) -> None:
+        """Raise :class:`ConfigError` unless ``search_space`` names a known space and
+        ``space_options`` are options it takes (``evo.search_space(name, **options)``)."""
+        if not isinstance(self.search_space, str) or not self.search_space:
+            raise ConfigError(f"config field 'search_space': must be a space's name, got {self.search_space!r}. "
+                              f"Fix: use one of {', '.join(space_names())}")
+        if not isinstance(self.space_options, dict):
+            raise ConfigError(f"config field 'space_options': must be a JSON object of option: value, got "
+                              f"{self.space_options!r}. Fix: e.g. {{\"N\": 3, \"F\": 24}} for amoebanet")
+        try:
+            search_space(self.search_space, **self.space_options)
+        except GenomeError as exc:
+            field_name = "space_options" if self.search_space in space_names() else "search_space"
+            raise ConfigError(f"config field '{field_name}': {exc}. Fix: see `evo init --help` "
+                              f"(--search-space, --space-opt KEY=VALUE)") from None
 
 
 def read_config(root: str) -> Config:

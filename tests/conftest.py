@@ -56,3 +56,15 @@ def read_only_dir(tmp_path: Path):
         yield mnt
     finally:
         subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+@pytest.fixture
+def one_thread():
+    """One torch intra-op thread for the test: fast and steady on a shared 2-core machine (OpenMP spins
+    badly when oversubscribed). Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -1,4 +1,5 @@
-"""Tests of evo.train: the recipe, divergence handling, interruption, bit-identical resumption, state files."""
+"""Tests of evo.network.train: the recipes, divergence handling, interruption, bit-identical resumption, state files,
+the step that ran."""
 from __future__ import annotations
 
 import math
@@ -11,13 +12,7 @@ from evo.network.data import load_dataset
 from evo.network.train import StateError, TrainConfig, evaluate, evaluate_split, load_state, save_state, train
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # one intra-op thread: fast and steady on a shared 2-core machine (OpenMP spins badly when oversubscribed)
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -140,7 +140,7 @@ class Stepper:
         self._y.copy_(y)
         self.opt.zero_grad(set_to_none=True)
         g = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(g):
+        with torch.cuda.graph(g, capture_error_mode="thread_local"):  # other threads (a lease keep-alive) go on
             loss = self._loss(self._x, self._y, cache=False)
             loss.backward()
             self.opt.step()

@@ -209,10 +209,12 @@ def train(model: nn.Module, dataset: Dataset | DeviceData, lr: float, config: Tr
             raise StateError(f"training state was made with recipe {state.get('recipe', 'paper')!r}, "
                              f"not {cfg.recipe!r}")
         model.load_state_dict(state["model"])
-        lr_kept = [g["lr"] for g in opt.param_groups]
+        # how this optimizer runs here (its rate: a device tensor for a captured step; fused or not) is
+        # this device's choice, not the saved one's; the rate itself is set each step
+        kept = [{k: g[k] for k in ("lr", "fused", "foreach") if k in g} for g in opt.param_groups]
         opt.load_state_dict(state["optimizer"])
-        for g, kept in zip(opt.param_groups, lr_kept):
-            g["lr"] = kept  # the rate is set each step; a captured step keeps its device tensor
+        for g, k in zip(opt.param_groups, kept):
+            g.update(k)
         if len(state["perm"]) != n:
             raise StateError(f"training state was made on {len(state['perm'])} training images, not {n}")
         try:

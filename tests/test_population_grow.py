@@ -159,3 +159,19 @@ def test_a_grow_run_defaults_to_growth_mutations_and_function_preserving_inherit
                  train={"mutations": {"weights": {"WIDEN": 1}}})
     assert other.config.inheritance == "paper" and other.config.train["mutations"] == {"weights": {"WIDEN": 1}}
     assert make(tmp_path, name="t").config.inheritance == "paper"  # other strategies: the paper's
+
+
+def test_a_spent_flops_budget_ends_the_generation_with_what_was_trained(tmp_path):
+    pop = grown(tmp_path, population_size=2, grow={"children": 4, "survivors": 2}, max_flops=5.0)
+    me, rng = WorkerInfo.from_env(id="w1"), random.Random(0)
+    for _ in range(2):
+        train_one(pop, me, rng)  # 2 FLOPs each: generation 1 is planned (4 children)
+    assert pop.grow_state()["generation"] == 1
+    task, _ = train_one(pop, me, rng)  # 6 FLOPs: the budget is spent, three children never started
+    assert task.kind == "child"
+    wait = pop.next_task(me, rng)
+    assert not wait and wait.done and wait.reason == "budget"
+    st = pop.grow_state()
+    assert st["phase"] == "finished" and st["history"][-1]["members"] == 4 and len(st["survivors"]) == 2
+    assert os.listdir(os.path.join(pop.root, "pending")) == []
+    assert len(os.listdir(os.path.join(pop.root, "alive"))) == 2

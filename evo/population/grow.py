@@ -161,6 +161,8 @@ class Growth:
         st = self._grow_read()
         if st["phase"] == "running":
             busy = self._grow_busy()
+            if any(i in busy for i in st["members"]) and self._grow_budget_spent():
+                busy -= set(self._grow_cancel_unstarted(st["members"]))
             if any(i in busy for i in st["members"]):
                 return st
             st = self._grow_end(st)
@@ -183,6 +185,27 @@ class Growth:
                            "planned": [] if done else st["members"], "finished": done, "worker": worker.id})
         return st
 
+    def _grow_budget_spent(self) -> bool:
+        return self.config.max_flops is not None and bool(self._flops_budget(self.read_state()))  # type: ignore[attr-defined]
+
+    def _grow_cancel_unstarted(self, members: list[int]) -> list[int]:
+        """The FLOPs budget is spent: the generation's children that no worker started are
+        dropped (their pending directories removed), so that it ends with those trained."""
+        cancelled = []
+        for i in members:
+            pdir = os.path.join(self._pending, str(i))
+            tj = load_json_or_none(os.path.join(pdir, TASK_FILE), warn=False)
+            if tj is None or tj.get("attempts", 0):
+                continue  # a child to resume finishes what was started
+            gone = os.path.join(self._tmp, f"cancelled-{i}-{new_token()}")
+            try:
+                os.rename(pdir, gone)
+            except OSError:
+                continue
+            rmtree_quiet(gone)
+            cancelled.append(i)
+        return cancelled
+
     def _grow_end(self, st: dict[str, Any]) -> dict[str, Any]:
         """The end of generation ``st["generation"]``: survivors, kills and the next plan."""
         s = GrowSettings.of(self.config)
@@ -194,7 +217,7 @@ class Growth:
         history = list(st["history"]) + [{
             "generation": g, "members": len(st["members"]), "survivors": survivors,
             "fitness": [fitness[i] for i in survivors], "ended_at": time.time()}]
-        budget = self._flops_budget(self.read_state()) if self.config.max_flops is not None else None  # type: ignore[attr-defined]
+        budget = self._grow_budget_spent()
         plan: list[list[int]] = []
         if survivors and not budget and (s.generations is None or g + 1 <= s.generations):
             for k in range(s.children):

@@ -285,3 +285,16 @@ def test_dot_draws_both_cells():
     if shutil.which("dot"):
         out = subprocess.run(["dot", "-Tsvg"], input=text.encode(), capture_output=True, check=True)
         assert b"<svg" in out.stdout
+
+
+def test_tables_show_each_cell_and_the_stack():
+    s = evo.search_space("amoebanet", N=2, F=16)
+    normal, reduction, stack = s.tables(AMOEBANET_A)
+    assert normal["title"] == "normal cell" and len(normal["columns"]) == len(normal["rows"][0])
+    assert normal["rows"][0] == ["2", "h[i-2]", "avg_pool_3x3", "h[i-1]", "max_pool_3x3", ""]
+    assert [r[0] for r in normal["rows"] if r[-1] == "yes"] == ["4", "5", "6"]
+    assert reduction["rows"][1] == ["3", "h[i-2]", "max_pool_3x3 /2", "2", "sep_7x7", "yes"]
+    assert [r[0] for r in stack["rows"]] == list(range(3 * 2 + 2))
+    assert stack["rows"][-1][4] == "x".join(map(str, plan_stack(AMOEBANET_A, 2, 16).cells[-1].out_shape))
+    json.dumps([normal, reduction, stack])
+    assert evo.search_space("real2017").tables(evo.search_space("real2017").seed((3, 8, 8), 10)) == []

@@ -15,6 +15,7 @@ a :class:`SearchSpace` without knowing which genome they hold::
     space.train_flops(child, (3, 32, 32))           # forward + backward FLOPs per training image
     space.params(child, (3, 32, 32)); space.describe(child)       # size; a few summary numbers
     space.draw(child, title="individual 7")         # DOT text for Graphviz
+    space.tables(child)                             # tables for ``evo show``
     net = space.build(child)                        # an nn.Module (torch imported only here)
     space.inherit(net, parent_state, parent=dna, child=child, mutations=record)
 
@@ -57,6 +58,8 @@ class SearchSpace:
     network_module: ClassVar[str] = ""
     #: the options a population records, with their defaults
     defaults: ClassVar[Mapping[str, Any]] = {}
+    #: population settings (config fields) that suit the space, used by ``evo init`` unless given
+    population_defaults: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self, **options: Any) -> None:
         unknown = sorted(set(options) - set(self.defaults))
@@ -163,6 +166,11 @@ class SearchSpace:
     def draw(self, dna: Any, title: str | None = None) -> str:
         """The architecture as DOT text (Graphviz)."""
         raise NotImplementedError
+
+    def tables(self, dna: Any) -> list[dict[str, Any]]:
+        """The architecture as tables for ``evo show``: ``{"title", "columns", "rows"}`` each
+        (rows of JSON-ready cells); empty where ``evo show`` has its own (real2017's vertices and edges)."""
+        return []
 
     # -- the network (torch, imported here only) -------------------------------------------
     def _network(self) -> Any:

@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 from evo.genome.amoebanet.cost import count_flops, count_params, count_train_flops, stack_depth
 from evo.genome.amoebanet.dot import to_dot
-from evo.genome.amoebanet.genome import CELL_KINDS, Genome, random_genome
+from evo.genome.amoebanet.genome import CELL_KINDS, INPUTS, Genome, random_genome
 from evo.genome.amoebanet.mutations import MutationSettings, mutate, parse_config
 from evo.genome.amoebanet.stack import check_options, plan_stack
 from evo.genome.space import GenomeError, SearchSpace, register
@@ -126,3 +126,31 @@ class AmoebaNet(SearchSpace):
 
     def draw(self, dna: Any, title: str | None = None) -> str:
         return to_dot(_genome(dna), title=title, subtitle=f"(amoebanet N={self.N} F={self.F})")
+
+    def tables(self, dna: Any) -> list[dict[str, Any]]:
+        """``evo show``'s tables: each cell's combinations (hidden state = op(input) + op(input);
+        "/2": stride 2, on a reduction cell's inputs) and the stack (every cell's kind and shapes)."""
+        g = _genome(dna)
+        out = []
+        for kind in CELL_KINDS:
+            cell = g.cell(kind)
+            concat = set(cell.unused())
+
+            def state(i: int) -> str:
+                return ("h[i-2]", "h[i-1]")[i] if i < INPUTS else str(i)
+
+            def op(name: str, i: int) -> str:
+                return f"{name} /2" if kind == "reduction" and i < INPUTS else name
+
+            rows = [[state(k + INPUTS), state(c.inputs[0]), op(c.ops[0], c.inputs[0]), state(c.inputs[1]),
+                     op(c.ops[1], c.inputs[1]), "yes" if k + INPUTS in concat else ""]
+                    for k, c in enumerate(cell.combinations)]
+            rows += [[state(i), "-", "(cell input)", "-", "", "yes"] for i in sorted(concat) if i < INPUTS]
+            out.append({"title": f"{kind} cell", "columns": ["state", "input", "op", "input", "op", "in output"],
+                        "rows": rows})
+        plan = plan_stack(g, self.N, self.F)
+        out.append({"title": f"stack (N={self.N}, F={self.F}, stem {plan.stem_channels} channels)",
+                    "columns": ["cell", "kind", "channels", "input (CxHxW)", "output (CxHxW)"],
+                    "rows": [[c.index, c.kind, c.channels, "x".join(map(str, c.in_shapes[1])),
+                              "x".join(map(str, c.out_shape))] for c in plan.cells]})
+        return out

@@ -342,3 +342,16 @@ def test_graph_and_eager_steps_match_on_a_tiny_model(data, recipe):
     for (k, x), y in zip(a.state_dict().items(), b.state_dict().values()):
         torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5, msg=k)
     assert abs(ra.fitness - rb.fitness) <= 0.01
+
+
+def test_a_state_saved_by_a_fused_gpu_optimizer_resumes_on_the_cpu(data):
+    r = train(small_convnet(), data, 0.05, cfg(steps=20), should_stop=lambda: True)
+    state = dict(r.state)
+    opt = dict(state["optimizer"])
+    opt["param_groups"] = [{**g, "fused": True, "lr": torch.tensor(0.05)} for g in opt["param_groups"]]
+    state["optimizer"] = opt
+    ref = small_convnet()
+    train(ref, data, 0.05, cfg(steps=20))
+    resumed = small_convnet()
+    r2 = train(resumed, data, 0.05, cfg(steps=20), state=state)
+    assert r2.outcome == "ok" and _same_weights(ref, resumed)

@@ -29,10 +29,11 @@ def status(pop: str | os.PathLike | History, now: float | None = None) -> dict[s
     """Everything ``evo status`` prints, as a JSON-ready dict.
 
     Counts (alive, in flight, pending, dead, trained), births per hour (``last_hour``: the
-    individuals committed in the last hour; ``overall``: the mean rate since the start), the best individual, FLOPs spent, budgets, the workers that hold a lease (with
-    Slurm job ids and last heartbeat), strategy, knobs and control, the state of the run
-    (``running``, ``paused``, ``stopped``, ``finished``, ``idle``) and warnings: expired
-    leases, a stale soft lock, torn files, stalled progress.
+    individuals committed in the last hour; ``overall``: the mean rate since the start), the
+    best individual, FLOPs spent, budgets, the workers that hold a lease (with Slurm job ids
+    and last heartbeat), strategy, knobs and control, the state of the run (``running``,
+    ``paused``, ``stopped``, ``finished``, ``idle``) and warnings: expired leases, a stale
+    soft lock, torn files, stalled progress, a population directory workers cannot write.
     """
     h = history_of(pop)
     now = time.time() if now is None else now

@@ -115,10 +115,7 @@ def init(popdir: Path, config_file: Path | None, dataset: str | None, data_root:
     from evo.population.grow import grow_defaults
 
     cfg = grow_defaults(cfg)  # grow: function-preserving inheritance and growth mutations unless given
-    config = Config.from_dict(cfg).validate()
-    from evo.worker.loop import check_train_settings
-
-    check_train_settings(config.train)
+    config = Config.from_dict(cfg).validate(at_init=True)  # training and search-space settings too, torch-free
     if (popdir / "config.json").exists():
         raise UserError(f"{popdir} already holds a population; refusing to overwrite it. "
                         "Fix: choose another directory")

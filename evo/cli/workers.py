@@ -13,12 +13,12 @@ from evo.cli.group import DEVICE, EXIT_FAILED, emit, exit_code_of, friendly, mai
 
 @main.command()
 @click.argument("popdir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--time-limit", type=float, default=None,
+@click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Seconds to work before handing the in-flight child back and exiting with code 3.")
 @click.option("--worker-id", default=None, help="Name in leases and records (default: job id, host, pid).")
 @click.option("--device", type=DEVICE, default=None,
               help="auto, cpu, cuda, cuda:N or mps (default: cuda when available).")
-@click.option("--max-children", type=int, default=None, help="Exit (code 0) after training this many.")
+@click.option("--max-children", type=click.IntRange(min=0), default=None, help="Exit (code 0) after training this many.")
 @click.option("--quiet", "-q", is_flag=True, help="Only errors.")
 def worker(popdir: Path, time_limit: float | None, worker_id: str | None, device: str | None,
            max_children: int | None, quiet: bool) -> None:

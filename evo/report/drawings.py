@@ -28,7 +28,7 @@ def space_of(config: Any) -> Any:
     spec = getattr(config, "search_space", None)
     if isinstance(spec, Mapping):
         return search_space(str(spec.get("name", "real2017")), **dict(spec.get("options") or {}))
-    options = getattr(config, "search_space_options", None) or {}
+    options = getattr(config, "space_options", None) or {}
     return search_space(str(spec or "real2017"), **dict(options))
 
 

@@ -34,6 +34,8 @@ def test_defaults_are_the_papers_recipe_and_valid():
     ({"label_smoothing": float("nan")}, "label_smoothing"),
     ({"checkpoint_every_steps": 0}, "checkpoint_every_steps"),
     ({"cuda_graph": "always"}, "cuda_graph"),
+    ({"lr": 0}, "lr"),
+    ({"lr": "fast"}, "lr"),
 ])
 def test_wrong_types_and_ranges_name_the_setting_and_the_fix(settings, name):
     with pytest.raises(SettingsError) as e:
@@ -54,6 +56,17 @@ def test_unknown_and_worker_set_settings_are_refused():
 def test_a_population_train_dict_with_mutations_and_the_fast_recipe():
     c = check_train_settings({"recipe": "fast", "batch_size": 200, "mutations": {"weights": {}}})
     assert c.fast and c.batch_size == 200
+
+
+def test_lr_is_the_rate_of_a_genome_without_one_and_refused_where_the_dna_has_its_own():
+    import evo
+
+    amoebanet, real2017 = evo.search_space("amoebanet"), evo.search_space("real2017")
+    assert TrainConfig().lr == 0.1
+    assert check_train_settings({"lr": 0.05}, amoebanet).lr == 0.05
+    with pytest.raises(SettingsError, match="lr does nothing in search space 'real2017'.*fix: remove it"):
+        check_train_settings({"lr": 0.05}, real2017)
+    assert check_train_settings({"batch_size": 10}, real2017).lr == 0.1
 
 
 def test_fast_schedule_is_the_one_specified():

@@ -1,7 +1,7 @@
 """The training settings (torch-free): what the trainer does, checked before any worker starts.
 
-:class:`TrainConfig` says how a child is trained; the learning rate is not here (it is part of the DNA, as in
-Real et al. 2017). The population layer stores a population's settings as a plain dict (``config.train``)
+:class:`TrainConfig` says how a child is trained; the learning rate is part of the DNA (Real et al. 2017), except
+in a search space whose genome carries none (the cell space of Real et al. 2019): there it is the setting ``lr``. The population layer stores a population's settings as a plain dict (``config.train``)
 and checks it at ``evo init`` with :func:`check_train_settings`, so that a typo fails once on the login node
 instead of in every worker. This module imports no torch.
 
@@ -46,7 +46,7 @@ class SettingsError(ValueError):
 
 @dataclasses.dataclass
 class TrainConfig:
-    """How to train (the learning rate is not here: it comes from the DNA).
+    """How to train (the learning rate comes from the DNA; ``lr`` only where the genome carries none).
 
     ``steps``: total SGD steps (the paper: 25,600), counted across resumptions.
     ``recipe``: ``"paper"`` or ``"fast"`` (module docstring); the fast recipe's parts are the fields below it.
@@ -60,6 +60,9 @@ class TrainConfig:
     oneDNN on the CPU).
     ``cuda_graph``: capture the training step in a CUDA graph when the device and the network allow it
     (``"auto"``), never (``"off"``); the training result says which step ran and why.
+    ``lr``: the learning rate of a search space whose genome carries none (``amoebanet``; Real et al. 2019
+    keep it a training setting), at the paper's batch of 50 like a DNA's rate; refused for ``real2017``,
+    whose DNA has its own.
     """
 
     steps: int = 25600
@@ -80,6 +83,7 @@ class TrainConfig:
     channels_last: bool = True
     cuda_graph: str = "auto"
     recipe: str = "paper"
+    lr: float = 0.1
     # the fast recipe's parts (ignored by the paper recipe)
     label_smoothing: float = 0.2
     warmup: float = 0.2
@@ -141,6 +145,8 @@ class TrainConfig:
             raise bad("warmup", "a number in [0, 1]")
         if not is_num(self.weight_decay) or self.weight_decay < 0:
             raise bad("weight_decay", "a number >= 0")
+        if not is_num(self.lr) or self.lr <= 0:
+            raise bad("lr", "a number > 0")
         for name in ("augment", "amp", "channels_last", "tta"):
             if not isinstance(getattr(self, name), bool):
                 raise bad(name, "true or false")
@@ -186,8 +192,13 @@ class TrainConfig:
         return min(float(self.ema), (1.0 + step) / (10.0 + step))
 
 
-def check_train_settings(settings: Mapping[str, Any] | None) -> TrainConfig:
+def check_train_settings(settings: Mapping[str, Any] | None, space: Any = None) -> TrainConfig:
     """Check a population's ``train`` dict at ``evo init`` (its ``mutations`` entry belongs to the search
-    space and is checked there); returns the config it describes (worker-set fields at their defaults)."""
+    space and is checked there); returns the config it describes (worker-set fields at their defaults).
+    ``space`` (the population's search space): ``lr`` is refused where the genome carries its own rate."""
     opts = {k: v for k, v in dict(settings or {}).items() if k != "mutations"}
-    return TrainConfig.from_dict(opts, user=True).validate()
+    config = TrainConfig.from_dict(opts, user=True).validate()
+    if "lr" in opts and space is not None and space.learning_rate(space.seed((3, 32, 32), 10)) is not None:
+        raise SettingsError(f"training setting lr does nothing in search space {space.name!r}, whose genome "
+                            f"carries its own learning rate; fix: remove it")
+    return config

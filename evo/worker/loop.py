@@ -339,8 +339,8 @@ class Worker:
             lease.save_checkpoint(self._writer(lambda path: save_state(with_segments(st), path)))
 
         lr = space.learning_rate(dna)
-        if lr is None:
-            raise NeedsFix(f"search space {space.name!r} gives no learning rate for child {task.child_id}")
+        if lr is None:  # a genome without a learning rate (amoebanet): the training setting lr
+            lr = float(cfg.lr)
         with lease.keepalive():
             try:
                 result: TrainResult = train(model, self.dataset, lr, cfg, state=state,

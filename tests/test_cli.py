@@ -44,6 +44,38 @@ def test_init_config_mistakes_are_one_line_errors(tmp_path):
         assert not (tmp_path / "p" / "config.json").exists()
 
 
+def test_init_search_space_picks_its_population_defaults_unless_given(tmp_path):
+    r = run("init", str(tmp_path / "a"), "--search-space", "amoebanet", "--space-opt", "N=1", "--space-opt", "F=4",
+            "--no-check-data", "--json")
+    assert r.exit_code == 0, r.output
+    cfg = json.loads(r.output)["config"]
+    assert (cfg["search_space"], cfg["space_options"]) == ("amoebanet", {"N": 1, "F": 4})
+    assert (cfg["strategy"], cfg["population_size"], cfg["sample_size"], cfg["inheritance"]) == ("aging", 100, 25,
+                                                                                                 "none")
+    conf = tmp_path / "conf.json"
+    conf.write_text(json.dumps({"search_space": "amoebanet", "space_options": {"F": 8}, "sample_size": 5}))
+    r = run("init", str(tmp_path / "b"), "--config", str(conf), "-P", "10", "--inheritance", "paper",
+            "--no-check-data", "--json")
+    assert r.exit_code == 0, r.output
+    cfg = json.loads(r.output)["config"]
+    assert cfg["space_options"] == {"N": 3, "F": 8}  # every option recorded, for every worker alike
+    assert (cfg["strategy"], cfg["population_size"], cfg["sample_size"], cfg["inheritance"]) == ("aging", 10, 5,
+                                                                                                 "paper")
+    r = run("init", str(tmp_path / "c"), "--no-check-data", "--json")  # the default space keeps the defaults
+    cfg = json.loads(r.output)["config"]
+    assert (cfg["search_space"], cfg["space_options"], cfg["strategy"]) == ("real2017", {}, "tournament")
+    for args, message in [
+        (["--space-opt", "N=3"], "search space 'real2017' has no option 'N'"),
+        (["--search-space", "amoebanet", "--space-opt", "N=0"], "N (normal cells per stage) must be an int >= 1"),
+        (["--search-space", "amoebanet", "--space-opt", "N"], "--space-opt 'N': write KEY=VALUE"),
+        (["--search-space", "nasnet"], "Invalid value for '--search-space'"),
+        (["--train-opt", "lr=0.3"], "lr does nothing in search space 'real2017'"),
+    ]:
+        r = run("init", str(tmp_path / "p"), "--no-check-data", *args)
+        assert r.exit_code == 2 and message in r.output and "Traceback" not in r.output, (args, r.output)
+        assert not (tmp_path / "p" / "config.json").exists()
+
+
 def test_worker_control_stop_resume_and_fsck(tmp_path):
     pop = tmp_path / "pop"
     assert run("init", str(pop), "-P", "2", "--steps-per-child", "10", "--max-individuals", "4", *TINY).exit_code == 0

@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from evo.cli.group import EXIT_FAILED, UserError, emit, friendly, main, open_population, parse_kv
+from evo.genome import space_names
 
 
 # ------------------------------------------------------------------------------------------ data
@@ -60,6 +61,11 @@ def data_info(name: str, root: Path | None, as_json: bool) -> None:
               help="Where the data set lives (CIFAR: torchvision's layout; imagefolder: class folders).")
 @click.option("--dataset-opt", multiple=True, metavar="KEY=VALUE",
               help="Extra data set argument, e.g. n_train=5000 or image_size=32 (repeatable).")
+@click.option("--search-space", type=click.Choice(space_names()), default=None,
+              help="The genome evolved: real2017 (default; Real 2017's graphs) or amoebanet (Real 2019's cells, "
+                   "with aging evolution, P=100, S=25 and no inheritance unless given).")
+@click.option("--space-opt", multiple=True, metavar="KEY=VALUE",
+              help="Search space option, e.g. N=3 or F=24 for amoebanet (repeatable).")
 @click.option("--population-size", "-P", type=int, default=None, help="Individuals kept alive (paper: 1000).")
 @click.option("--strategy", type=click.Choice(["tournament", "aging", "random", "grow"]), default=None,
               help="grow: generations of growth mutations with function-preserving inheritance.")
@@ -85,8 +91,8 @@ def data_info(name: str, root: Path | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 @friendly
 def init(popdir: Path, config_file: Path | None, dataset: str | None, data_root: Path | None,
-         dataset_opt: tuple[str, ...], check_data: bool, train_opt: tuple[str, ...], as_json: bool,
-         **fields: Any) -> None:
+         dataset_opt: tuple[str, ...], check_data: bool, train_opt: tuple[str, ...], space_opt: tuple[str, ...],
+         as_json: bool, **fields: Any) -> None:
     """Create a new population in POPDIR with P seed individuals planned as pending work."""
     from evo.population import Config, Population
 
@@ -96,6 +102,10 @@ def init(popdir: Path, config_file: Path | None, dataset: str | None, data_root:
             cfg = json.loads(config_file.read_text())
         except json.JSONDecodeError as exc:
             raise UserError(f"{config_file}: not valid JSON ({exc})") from exc
+    space = _space(cfg, fields, space_opt)
+    for k, v in space.population_defaults.items():  # the space's own settings, unless given
+        if k not in cfg and fields.get(k) is None:
+            cfg[k] = v
     defaults = {"dataset": "synthetic", "population_size": 20, "steps_per_child": 25600}
     for k, v in defaults.items():
         cfg.setdefault(k, v)
@@ -131,6 +141,24 @@ def init(popdir: Path, config_file: Path | None, dataset: str | None, data_root:
         f"created population {d['popdir']}: P={pop.config.population_size}, strategy {pop.config.strategy}, "
         f"{pop.config.steps_per_child} steps per child, lock {pop.lock_kind}\n"
         f"next: evo worker {d['popdir']}   (or: sbatch --array=0-3 slurm/worker.sbatch {d['popdir']})"))
+
+
+def _space(cfg: dict[str, Any], fields: dict[str, Any], space_opt: tuple[str, ...]) -> Any:
+    """The search space of a new population (--search-space and --space-opt over the config file's),
+    recorded in ``cfg`` with all its options; a bad name or option is one line."""
+    from evo.genome import GenomeError, search_space
+
+    name = fields.pop("search_space") or cfg.get("search_space") or "real2017"
+    options = cfg.get("space_options") or {}
+    if not isinstance(options, dict):
+        raise UserError(f"config field 'space_options': must be an object of option: value, got {options!r}")
+    options = {**options, **parse_kv(space_opt, "--space-opt")}
+    try:
+        space = search_space(str(name), **options)
+    except GenomeError as exc:
+        raise UserError(f"--search-space {name}: {exc}") from None
+    cfg["search_space"], cfg["space_options"] = space.name, dict(space.options)
+    return space
 
 
 @main.command()

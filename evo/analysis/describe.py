@@ -14,13 +14,18 @@ __all__ = ["describe"]
 
 
 def describe(pop: str | os.PathLike | History, i: int) -> dict[str, Any]:
-    """Everything ``evo show`` prints about individual ``i``: its record, its DNA as rows of
-    vertices and edges (with shapes), its parent, the mutations applied, death, checkpoint."""
+    """Everything ``evo show`` prints about individual ``i``: its record, its genome as tables (real2017:
+    rows of vertices and edges with shapes; another search space: its ``tables``, and ``stats`` from its
+    ``describe``), its parent, the mutations applied, death, checkpoint."""
     h = history_of(pop)
     r = h[i]
     rec = h.record(i)
     dna = h.dna(i)
-    vertices, edges = _dna_tables(dna)
+    space, genome = _genome(h, dna)
+    real2017 = space is None or space.name == "real2017"
+    vertices, edges = _dna_tables(dna) if real2017 else ([], [])
+    summary = {} if genome is None else space.describe(genome)
+    lr = dna.get("learning_rate") if real2017 else rec.get("learning_rate")
     parent = h.get(r.parent_id) if r.parent_id is not None else None
     death = load_json_or_none(os.path.join(h.path_of(i), DEATH_FILE), warn=False)
     return {
@@ -32,12 +37,29 @@ def describe(pop: str | os.PathLike | History, i: int) -> dict[str, Any]:
         "mutations": rec.get("mutations") or [],
         "children": [c.id for c in h.children(i)],
         "lineage_depth": r.lineage_depth,
-        "learning_rate": dna.get("learning_rate"),
+        "learning_rate": lr,
         "input_shape": dna.get("input_shape"), "num_classes": dna.get("num_classes"),
-        "stats": dna_stats(dna),
+        "search_space": None if space is None else space.spec(),
+        "stats": dna_stats(dna) if real2017 else summary,
         "vertices": vertices, "edges": edges,
+        "tables": [] if genome is None else space.tables(genome),
         "record": rec, "death": death, "checkpoint": h.checkpoint(i),
     }
+
+
+def _genome(h: History, dna: dict) -> tuple[Any, Any]:
+    """(the population's search space, ``dna`` read by it); (None, None) for a space this version
+    does not know, and (space, None) for a genome it cannot read: ``evo show`` still shows the record."""
+    from evo.genome import GenomeError, space_of
+
+    try:
+        space = space_of(h.config)
+    except GenomeError:
+        return None, None
+    try:
+        return space, space.from_dict(dna)
+    except (GenomeError, TypeError, ValueError, KeyError):
+        return space, None
 
 
 def _dna_tables(dna: dict) -> tuple[list[dict], list[dict]]:

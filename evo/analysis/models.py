@@ -96,8 +96,10 @@ def export_individual(pop: str | os.PathLike | History, i: int, path: str | os.P
     meta = {"id": r.id, "fitness": r.fitness, "parent_id": r.parent_id, "popdir": h.root,
             "dataset": h.config.dataset, "dataset_kwargs": dict(h.config.dataset_kwargs),
             "params": r.params, "flops": r.flops, "exported_at": time.time()}
+    from evo.genome import space_of
+
     out = export_model(path, _genome(h, i), weights, ds.mean, ds.std,
-                       classes=(ds.info or {}).get("classes"), meta=meta)
+                       classes=(ds.info or {}).get("classes"), meta=meta, space=space_of(h.config))
     return {"id": r.id, "path": str(out), "fitness": r.fitness, "checkpoint": ck}
 
 

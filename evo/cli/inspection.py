@@ -158,23 +158,9 @@ def _show_text(d: dict) -> str:
     muts = d["mutations"]
     lines.append("mutations    " + ("; ".join(mutation_text(m) for m in muts) if muts else
                                     ("none (seed)" if par is None else "none")))
-    st = d["stats"]
     shape = "x".join(str(s) for s in d["input_shape"] or [])
-    lines.append(f"network      input {shape} -> {d['num_classes']} classes; "
-                 f"{count(st['n_convs'], 'convolution')}, {count(st['n_skips'], 'skip connection')}, "
-                 f"{st['n_strided']} strided, downsampling x{st['downsampling']}; "
-                 f"learning rate {d['learning_rate']:.4g}")
-    lines.append("vertices")
-    lines.append("  " + table(["id", "type", "role", "shape (CxHxW)"],
-                               [[v["id"], v["type"], v["role"],
-                                 "x".join(map(str, v["shape"])) if v["shape"] else "-"] for v in d["vertices"]],
-                               right={0}).replace("\n", "\n  "))
-    lines.append("edges")
-    lines.append("  " + table(["id", "from", "to", "type", "channels", "kernel", "stride", "skip"],
-                               [[e["id"], e["src"], e["dst"], e["type"], fmt(e["channels"]),
-                                 "x".join(map(str, e["kernel"])) if e["kernel"] else "-", fmt(e["stride"]),
-                                 "skip" if e["skip"] else ""] for e in d["edges"]],
-                               right={0, 1, 2, 4, 6}).replace("\n", "\n  "))
+    space = d.get("search_space") or {"name": "real2017"}
+    lines.extend(_dna_lines(d, shape) if space["name"] == "real2017" else _genome_lines(d, shape))
     lines.append("fitness record")
     rec = d["record"]
     for k in sorted(rec):
@@ -189,6 +175,45 @@ def _show_text(d: dict) -> str:
     lines.append(f"weights      {d['checkpoint'] or 'not kept (keep_checkpoints drops the weights of the dead)'}")
     lines.append(f"children     {', '.join(map(str, d['children'])) or 'none'}")
     return "\n".join(lines)
+
+
+def _dna_lines(d: dict, shape: str) -> list[str]:
+    """``evo show``'s network lines for a real2017 DNA: its counts, vertices and edges (with shapes)."""
+    st = d["stats"]
+    lines = [f"network      input {shape} -> {d['num_classes']} classes; "
+             f"{count(st['n_convs'], 'convolution')}, {count(st['n_skips'], 'skip connection')}, "
+             f"{st['n_strided']} strided, downsampling x{st['downsampling']}; "
+             f"learning rate {d['learning_rate']:.4g}"]
+    lines.append("vertices")
+    lines.append("  " + table(["id", "type", "role", "shape (CxHxW)"],
+                               [[v["id"], v["type"], v["role"],
+                                 "x".join(map(str, v["shape"])) if v["shape"] else "-"] for v in d["vertices"]],
+                               right={0}).replace("\n", "\n  "))
+    lines.append("edges")
+    lines.append("  " + table(["id", "from", "to", "type", "channels", "kernel", "stride", "skip"],
+                               [[e["id"], e["src"], e["dst"], e["type"], fmt(e["channels"]),
+                                 "x".join(map(str, e["kernel"])) if e["kernel"] else "-", fmt(e["stride"]),
+                                 "skip" if e["skip"] else ""] for e in d["edges"]],
+                               right={0, 1, 2, 4, 6}).replace("\n", "\n  "))
+    return lines
+
+
+def _genome_lines(d: dict, shape: str) -> list[str]:
+    """``evo show``'s network lines for another search space (amoebanet): the space and its options,
+    the summary numbers of its ``describe`` and its ``tables``."""
+    space = d["search_space"]
+    opts = " ".join(f"{k}={v}" for k, v in sorted((space.get("options") or {}).items()))
+    lr = "-" if d["learning_rate"] is None else f"{d['learning_rate']:.4g}"
+    lines = [f"network      input {shape} -> {d['num_classes']} classes; {space['name']} {opts}; "
+             f"learning rate {lr} (a training setting)"]
+    if d["stats"]:  # an op that does not occur is left out
+        lines.append("summary      " + ", ".join(f"{k} {v}" for k, v in d["stats"].items() if v))
+    for t in d.get("tables") or []:
+        lines.append(t["title"])
+        lines.append("  " + table(t["columns"], t["rows"]).replace("\n", "\n  "))
+    if not d.get("tables"):
+        lines.append("genome       not readable by this version of evo (its dna.json is shown by `evo show --json`)")
+    return lines
 
 
 @main.command()

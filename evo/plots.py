@@ -10,8 +10,9 @@ canvas is used.
   the best-so-far line, and the ancestry of the best individual highlighted.
 * :func:`compare_runs_figure` -- repeatability across runs: the best-so-far of each run and
   their mean and spread against time or FLOPs (the paper's figure of five runs).
-* :func:`architecture_trends_figure` -- depth, parameters, skips, strides and learning rate
-  along the run.
+* :func:`architecture_trends_figure` -- the architectures along the run in the metrics of the
+  population's search space (real2017: depth, parameters, skips, strides and learning rate;
+  amoebanet: depth, parameters and the op counts of each cell).
 """
 
 from __future__ import annotations
@@ -227,28 +228,65 @@ _TRENDS = (("depth", "depth (convolutions on the backbone)", False),
            ("n_strided", "strided convolutions", False),
            ("learning_rate", "learning rate", True),
            ("fitness", "validation accuracy", False))
+#: titles of the metrics of other search spaces (the rest are titled by their names)
+_TITLES = {"depth": "depth (weighted layers on the longest path)", "params": "parameters",
+           "learning_rate": "learning rate", "fitness": "validation accuracy",
+           "normal": "normal cell: op counts, outputs (medians)",
+           "reduction": "reduction cell: op counts, outputs (medians)"}
+
+
+def _trend_panels(t: dict) -> list[tuple[str, list[str], bool, int]]:
+    """The panels (title, metrics, log scale, prefix to strip from the legend) of a trends dict: real2017's six, or for another space
+    depth, parameters, validation accuracy and one panel per group of counts (amoebanet: the op
+    counts of each cell); a metric that never changes (the number of cells) is left out."""
+    if t.get("space", "real2017") == "real2017":
+        return [(title, [m], log, 0) for m, title, log in _TRENDS]
+    from evo.analysis.trends import metric_groups
+
+    def constant(m: str) -> bool:
+        v = np.concatenate([t[m][k] for k in ("q25", "q75", "best")])
+        v = v[~np.isnan(v)]
+        return len(v) > 0 and bool(np.all(v == v[0]))
+
+    first = ["depth", "params", "fitness"]
+    groups = [g for g in metric_groups([m for m in t["metrics"] if m not in first])
+              if len(g[1]) > 1 or not constant(g[1][0])]
+    return [(_TITLES[m], [m], m == "params", 0) for m in first if m in t["metrics"]] + \
+        [(_TITLES.get(key, key.replace("_", " ")), ms, False, len(key) + 1 if len(ms) > 1 else 0)
+         for key, ms in groups]
 
 
 def architecture_trends_figure(pop: str | os.PathLike | History, axis: str = "individuals", bins: int = 20,
                                path: str | os.PathLike | None = None, title: str | None = None):
-    """How the architectures evolve: for each metric, the median and quartiles of the
-    individuals born in each part of the run, and the value of the best-so-far individual."""
+    """How the architectures evolve: for each metric of the population's search space, the median
+    and quartiles of the individuals born in each part of the run, and the value of the best-so-far
+    individual; a panel of several counts (amoebanet: each op in a cell) shows their medians."""
     h = _load(pop)
     t = h.architecture_trends(bins=bins, axis=axis)
     f, xlabel = _unit(axis, t["x"])
     x = t["x"] * f
-    fig = _figure(11, 7)
-    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.08, top=0.9, wspace=0.3, hspace=0.25)
-    axes = fig.subplots(2, 3, sharex=True)
-    for a, (m, label, log) in zip(axes.flat, _TRENDS):
-        s = t[m]
-        a.fill_between(x, s["q25"], s["q75"], color="#2563eb", alpha=0.2, linewidth=0, label="quartiles")
-        a.plot(x, s["median"], "-o", color="#2563eb", markersize=3, linewidth=1.2, label="median")
-        a.plot(x, s["best"], "-", color="#dc2626", linewidth=1.2, label="best so far")
-        if log and np.nanmin(np.concatenate([s["q25"], s["best"], [np.inf]])) > 0:
-            a.set_yscale("log")
+    panels = _trend_panels(t)
+    rows = max(2, -(-len(panels) // 3))
+    fig = _figure(11, 3.5 * rows)
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.08 * 2 / rows, top=1 - 0.1 * 2 / rows, wspace=0.3,
+                        hspace=0.25)
+    axes = fig.subplots(rows, 3, sharex=True)
+    for a, (label, ms, log, prefix) in zip(axes.flat, panels):
+        if len(ms) == 1:
+            s = t[ms[0]]
+            a.fill_between(x, s["q25"], s["q75"], color="#2563eb", alpha=0.2, linewidth=0, label="quartiles")
+            a.plot(x, s["median"], "-o", color="#2563eb", markersize=3, linewidth=1.2, label="median")
+            a.plot(x, s["best"], "-", color="#dc2626", linewidth=1.2, label="best so far")
+            if log and np.nanmin(np.concatenate([s["q25"], s["best"], [np.inf]])) > 0:
+                a.set_yscale("log")
+        else:
+            for m, colour in zip(ms, _cmap(len(ms))):
+                a.plot(x, t[m]["median"], "-", color=colour, linewidth=1.2, label=m[prefix:])
+            a.legend(fontsize=6, loc="best", ncol=2)
         a.set_title(label, fontsize=10)
         a.grid(True, alpha=0.3)
+    for a in list(axes.flat)[len(panels):]:
+        a.set_visible(False)
     for a in axes[-1]:
         a.set_xlabel(xlabel)
     axes.flat[0].legend(fontsize=7, loc="best")

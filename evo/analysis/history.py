@@ -326,55 +326,20 @@ class History:
             self._cache.append(rows, self._dead_inodes)
 
     def architecture_trends(self, bins: int = 20, axis: str = "individuals") -> dict[str, Any]:
-        """How the architectures change over the run.
+        """How the architectures change over the run, in the metrics of the population's search space.
 
         The individuals (in birth order) are cut into ``bins`` groups along ``axis``; for each
-        metric (``depth``, ``params``, ``n_convs``, ``n_skips``, ``n_strided``,
-        ``downsampling``, ``learning_rate``, ``fitness``) the median and quartiles of each
-        group, and the value of the best-so-far individual at the end of the group.
-        Returns ``{"axis", "x" (bin centres), "n" (individuals per bin), metric: {"median",
-        "q25", "q75", "best"}}``; NaN where a bin is empty.
+        metric (real2017: ``depth``, ``params``, ``n_convs``, ``n_skips``, ``n_strided``,
+        ``downsampling``, ``learning_rate``, ``fitness``; another space: the numbers of its
+        ``describe``, for amoebanet the op counts per cell, with ``params``, ``learning_rate`` and
+        ``fitness``) the median and quartiles of each group, and the value of the best-so-far
+        individual at the end of the group.  Returns ``{"axis", "space", "metrics", "x" (bin
+        centres), "n" (individuals per bin), metric: {"median", "q25", "q75", "best"}}``; NaN where
+        a bin is empty (:func:`evo.analysis.trends.architecture_trends`).
         """
-        self.fill_dna_stats()
-        order, x = self.positions(axis)
-        bins = max(1, int(bins))
-        metrics = ("depth", "params", "n_convs", "n_skips", "n_strided", "downsampling", "learning_rate",
-                   "fitness")
-        out: dict[str, Any] = {"axis": axis, "label": axis_label(axis)}
-        if not order:
-            out.update(x=np.zeros(0), n=np.zeros(0, dtype=int), edges=np.zeros(0))
-            for m in metrics:
-                out[m] = {k: np.zeros(0) for k in ("median", "q25", "q75", "best")}
-            return out
-        lo, hi = float(x[0]), float(x[-1])
-        if hi <= lo:
-            hi = lo + 1.0
-        edges = np.linspace(lo, hi, bins + 1)
-        idx = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, bins - 1)
-        curve_ids = []
-        best, best_r = -math.inf, None
-        for r in order:
-            if r.fitness is not None and r.fitness > best:
-                best, best_r = r.fitness, r
-            curve_ids.append(best_r)
-        last_in_bin = {int(b): k for k, b in enumerate(idx)}
-        out["x"] = (edges[:-1] + edges[1:]) / 2
-        out["edges"] = edges
-        out["n"] = np.bincount(idx, minlength=bins)
-        for m in metrics:
-            vals = self.array(m, order)
-            med, q25, q75, bst = (np.full(bins, np.nan) for _ in range(4))
-            for b in range(bins):
-                v = vals[idx == b]
-                v = v[~np.isnan(v)]
-                if len(v):
-                    med[b], q25[b], q75[b] = np.percentile(v, [50, 25, 75])
-                k = last_in_bin.get(b)
-                if k is not None and curve_ids[k] is not None:
-                    bv = getattr(curve_ids[k], m)
-                    bst[b] = np.nan if bv is None else float(bv)
-            out[m] = {"median": med, "q25": q25, "q75": q75, "best": bst}
-        return out
+        from evo.analysis.trends import architecture_trends
+
+        return architecture_trends(self, bins=bins, axis=axis)
 
     # ----------------------------------------------------------------- files
     def path_of(self, i: int) -> str:

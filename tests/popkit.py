@@ -11,9 +11,34 @@ import signal
 import time
 import warnings
 
+from evo.genome.space import GenomeError, SearchSpace, register
 from evo.population import Population, WorkerInfo, read_events
 
 FORK = multiprocessing.get_context("fork")
+
+
+@register
+class OpaqueSpace(SearchSpace):
+    """The search space of the population tests: a genome is any JSON object, except one with
+    ``"invalid": true`` (a genome that fails validation, as a cycle or an invalid convolution)."""
+
+    name = "opaque-test"
+
+    def validate(self, dna, input_shape=None, num_classes=None):
+        if not isinstance(dna, dict):
+            raise GenomeError(f"an opaque genome is a dict, got {type(dna).__name__}")
+        if dna.get("invalid"):
+            raise GenomeError("the genome says it is invalid")
+        return dna
+
+    def from_dict(self, d):
+        return self.validate(dict(d) if isinstance(d, dict) else d)
+
+    def to_dict(self, dna):
+        return dict(dna)
+
+    def mutation_config(self, config=None):
+        return config  # any mutation settings (the tests' workers never mutate)
 
 
 def jload(path):
@@ -36,6 +61,7 @@ def writer(data: bytes):
 
 def make(tmp_path, name="pop", **kw):
     kw.setdefault("population_size", 6)
+    kw.setdefault("search_space", OpaqueSpace.name)
     kw.setdefault("lock", "flock")
     kw.setdefault("lease_ttl_s", 30.0)
     kw.setdefault("heartbeat_s", 1.0)

@@ -1,8 +1,12 @@
 """The experiment config and a population's creation and opening."""
 
+import dataclasses
 import json
 import os
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -74,7 +78,7 @@ def test_the_search_space_and_its_options_are_recorded(tmp_path):
     with pytest.raises(ConfigError, match="'space_options'.*N") as e:
         Population.create(str(tmp_path / "q"), search_space="amoebanet", space_options={"N": 0})
     assert "Fix:" in str(e.value) and not (tmp_path / "q").exists()
-    old = make(tmp_path / "old")  # the default: the 2017 space, no options
+    old = Population.create(str(tmp_path / "old"), population_size=2)  # the default: the 2017 space, no options
     assert jload(os.path.join(old.root, "config.json"))["search_space"] == "real2017"
 
 
@@ -95,3 +99,108 @@ def test_open_errors(tmp_path):
     put(cpath, json.dumps(cfg))
     with pytest.raises(FormatVersionError, match="upgrade evo"):
         Population.open(pop.root)
+
+
+def _config_table() -> dict:
+    """docs/format.md's table of config.json: {field: default as written}."""
+    text = (Path(__file__).parent.parent / "docs" / "format.md").read_text()
+    section = text.split("## `config.json` (immutable)", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    table = {}
+    for row in rows:
+        keys, default = [c.strip() for c in row.strip("|").split("|")[:2]]
+        names = [k.strip().strip("`") for k in keys.split(",")]
+        values = [v.strip().strip("`") for v in default.split(",")] if "," in default else [default.strip("`")]
+        if default == "set by `evo init`":
+            values = [None] * len(names)
+        assert len(values) == len(names), row
+        table.update(zip(names, values))
+    return table
+
+
+def test_the_format_documents_every_config_field_with_its_default():
+    table = _config_table()
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    assert sorted(table) == sorted(fields), "docs/format.md's config table and Config's fields differ"
+    defaults = Config().to_dict()
+    for name, written in table.items():
+        if written is None:  # set by evo init
+            assert defaults[name] is None, name
+            continue
+        assert json.loads(written) == defaults[name], f"{name}: docs/format.md says {written}, Config has {defaults[name]!r}"
+
+
+def test_evo_init_and_config_share_their_defaults(tmp_path):
+    """The config `evo init` writes without options is Config's defaults (format.md's table)."""
+    from click.testing import CliRunner
+
+    from evo.cli import main
+
+    res = CliRunner().invoke(main, ["init", str(tmp_path / "p"), "--no-check-data", "--json"])
+    assert res.exit_code == 0, res.output
+    written = jload(tmp_path / "p" / "config.json")
+    for name, value in Config().to_dict().items():
+        if name not in ("created_at", "lock_detected"):
+            assert written[name] == value, name
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--train-opt", "batch_size=abc"], "batch_size"),
+    (["--train-opt", "batch_size=-5"], "batch_size"),
+    (["-P", "10", "--max-individuals", "4"], "max_individuals"),
+])
+def test_evo_init_refuses_settings_that_fail_later_in_one_line(tmp_path, args, message):
+    from click.testing import CliRunner
+
+    from evo.cli import main
+
+    res = CliRunner().invoke(main, ["init", str(tmp_path / "p"), "--no-check-data", *args])
+    assert res.exit_code == 2, res.output
+    err = res.output.strip()
+    assert message in err and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert not (tmp_path / "p").exists()
+
+
+@pytest.mark.parametrize("args,message", [(["--max-children", "-1"], "--max-children"),
+                                          (["--time-limit", "-5"], "--time-limit")])
+def test_evo_worker_refuses_negative_limits(tmp_path, args, message):
+    from click.testing import CliRunner
+
+    from evo.cli import main
+
+    make(tmp_path)
+    res = CliRunner().invoke(main, ["worker", str(tmp_path / "pop"), *args])
+    assert res.exit_code == 2 and message in res.output, res.output
+
+
+def test_the_population_layer_checks_training_and_space_settings_without_torch():
+    code = ("import sys; from evo.population import Config, ConfigError\n"
+            "for bad in ({'batch_size': 'abc'}, {'batch_size': -5}, {'mutations': {'allowed': ['FLY']}}):\n"
+            "    try:\n"
+            "        Config(train=bad).validate()\n"
+            "    except ConfigError as e:\n"
+            "        assert \"config field 'train'\" in str(e), e\n"
+            "    else:\n"
+            "        raise SystemExit(f'accepted {bad}')\n"
+            "assert 'torch' not in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_seed_genome_that_fails_validation_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="seed_dna"):
+        Population.create(str(tmp_path / "p"), population_size=2, seed_dna={"vertices": "nonsense"})
+
+
+def test_a_version_1_population_reads_as_real2017(tmp_path):
+    pop = make(tmp_path)
+    cpath = os.path.join(pop.root, "config.json")
+    cfg = jload(cpath)
+    for k in ("search_space", "space_options"):
+        del cfg[k]
+    cfg["format_version"] = 1
+    put(cpath, json.dumps(cfg))
+    old = Population.open(pop.root)
+    assert old.config.search_space == "real2017" and old.config.space_options == {}
+    assert old.config.format_version == 1
+    task = old.next_task(WorkerInfo.from_env(), random.Random(0))
+    assert task.kind == "seed"

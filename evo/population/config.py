@@ -40,9 +40,9 @@ class Config:
     See docs/format.md for the meaning of every field.
     """
 
-    dataset: str = "cifar10"
+    dataset: str = "synthetic"
     dataset_kwargs: dict = field(default_factory=dict)
-    population_size: int = 1000
+    population_size: int = 20
     strategy: str = "tournament"
     sample_size: int = 25
     steps_per_child: int = 25600
@@ -94,8 +94,11 @@ class Config:
             return int(self.keep_checkpoints[4:])
         return 0
 
-    def validate(self) -> "Config":
-        """Raise :class:`ConfigError` (one line naming the field and the fix) for a bad field."""
+    def validate(self, *, at_init: bool = False) -> "Config":
+        """Raise :class:`ConfigError` (one line naming the field and the fix) for a bad field,
+        training settings and the search space's settings included (torch-free).  ``at_init``
+        (``evo init``) also refuses a budget of individuals below the population size, which
+        would leave seeds that are never trained."""
 
         def bad(name: str, problem: str, fix: str) -> ConfigError:
             return ConfigError(
@@ -161,7 +164,11 @@ class Config:
         if not isinstance(self.train, dict):
             raise bad("train", "must be a JSON object", "pass a dict of training settings")
         self.check_search_space()
+        self.check_settings()
         check_grow(self)
+        if at_init and self.max_individuals is not None and self.max_individuals < self.population_size:
+            raise bad("max_individuals", f"is below population_size ({self.population_size}): seeds would "
+                      f"never be trained", f"use at least {self.population_size}, or a smaller population_size")
         return self
 
     def check_search_space(self) -> None:
@@ -179,6 +186,25 @@ class Config:
             field_name = "space_options" if self.search_space in space_names() else "search_space"
             raise ConfigError(f"config field '{field_name}': {exc}. Fix: see `evo init --help` "
                               f"(--search-space, --space-opt KEY=VALUE)") from None
+
+    def check_settings(self) -> None:
+        """Raise :class:`ConfigError` for training settings (``train``: :mod:`evo.network.settings`,
+        torch-free), mutation settings (``train.mutations``) or a seed genome (``seed_dna``) that
+        every worker would fail on.  Call :meth:`check_search_space` first."""
+        from evo.network.settings import check_train_settings  # torch-free, like this module
+
+        space = search_space(self.search_space, **self.space_options)
+        try:
+            check_train_settings(self.train, space)
+            space.mutation_config(self.train.get("mutations"))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"config field 'train': {exc}") from None
+        if self.seed_dna is not None:
+            try:
+                space.from_dict(self.seed_dna)
+            except (GenomeError, TypeError, ValueError, KeyError) as exc:
+                raise ConfigError(f"config field 'seed_dna': not a valid {self.search_space} genome ({exc}). "
+                                  f"Fix: pass a genome written by the space (space.to_dict), or null") from None
 
 
 def read_config(root: str) -> Config:
@@ -204,6 +230,8 @@ def read_config(root: str) -> Config:
             f"{root} uses on-disk format {ver}, newer than this evo reads (<= {FORMAT_VERSION}). "
             f"Fix: upgrade evo"
         )
+    if ver == 1:  # format 1 (before the search-space seam): the genome was always real2017
+        raw = {"search_space": "real2017", "space_options": {}, **raw}
     known = {f.name for f in dataclasses.fields(Config)}
     extra = sorted(k for k in raw if k not in known)
     if extra:

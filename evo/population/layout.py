@@ -45,7 +45,9 @@ __all__ = [
 ]
 
 #: Version of the on-disk format written by this package; readers refuse newer versions.
-FORMAT_VERSION = 1
+#: 2: config.json names the search space (``search_space``, ``space_options``); a version-1
+#: population reads as the ``real2017`` space (:func:`evo.population.config.read_config`).
+FORMAT_VERSION = 2
 
 CONFIG_FILE = "config.json"
 CONTROL_FILE = "control.json"

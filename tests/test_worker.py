@@ -76,19 +76,31 @@ def test_eight_workers_reach_the_budget(tmp_path):
     assert all(r["steps_trained"] == 20 for r in recs)
 
 
-@pytest.mark.parametrize("lock", ["flock", "none"])
-def test_sigkill_at_random_moments_loses_nothing(tmp_path, lock):
+#: the storm of each search space: real2017 as always; amoebanet (its cells are slower to train
+#: on a CPU) with a smaller budget, fewer kills, aging evolution and children from scratch
+STORMS = {
+    "real2017": dict(budget=30, steps=60, kills=6, config={}),
+    "amoebanet": dict(budget=12, steps=20, kills=4, config=dict(
+        search_space="amoebanet", space_options={"N": 1, "F": 4}, strategy="aging", sample_size=2,
+        inheritance="none", train={"check_every": 5, "poll_every": 2, "batch_size": 16})),
+}
+
+
+@pytest.mark.parametrize("lock, space", [("flock", "real2017"), ("none", "real2017"), ("flock", "amoebanet")])
+def test_sigkill_at_random_moments_loses_nothing(tmp_path, lock, space):
     """Kill workers with SIGKILL again and again; the population must recover fully."""
     root = tmp_path / "pop"
-    pop = make_pop(root, lock=lock, max_individuals=30, steps_per_child=60)
+    storm = STORMS[space]
+    budget, steps, n_kills = storm["budget"], storm["steps"], storm["kills"]
+    pop = make_pop(root, lock=lock, max_individuals=budget, steps_per_child=steps, **storm["config"])
     rng = random.Random(1234 if lock == "flock" else 99)
     procs = [spawn(root) for _ in range(3)]
     kills = 0
     t_end = time.time() + 60
     # the kills are paced by the births (spread over the first 70% of the budget), so that a
     # fast machine can't finish the budget first
-    marks = sorted(rng.randrange(21) for _ in range(6))
-    while time.time() < t_end and kills < 6:
+    marks = sorted(rng.randrange(int(0.7 * budget)) for _ in range(n_kills))
+    while time.time() < t_end and kills < n_kills:
         time.sleep(rng.uniform(0.05, 0.5))
         if sum(e["event"] == "birth" for e in read_events(str(root))) < marks[kills]:
             continue
@@ -107,17 +119,20 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path, lock):
     procs.append(spawn(root))
     for p in procs:
         assert p.wait(timeout=300) == EXIT_DONE, p.stdout.read().decode()
-    assert kills >= 6
+    assert kills >= n_kills
     counts = check_invariants(root, pop)
-    assert counts["births"] >= 30
+    assert counts["births"] >= budget
     assert counts["alive"] == 5
     recovered = [e for e in read_events(str(root)) if e["event"] == "recover"]
     assert recovered, "no killed child was ever recovered"
     # a recovered child resumed from a checkpoint: its step segments start where a checkpoint left off
     resumed = [ind.record for ind in pop.individuals() if len(ind.record.get("segments", [])) > 1]
     for rec in resumed:
-        assert rec["steps_trained"] == 60
-        assert rec["segments"][-1][1] == 60
+        assert rec["steps_trained"] == steps
+        assert rec["segments"][-1][1] == steps
+    assert pop.config.search_space == space
+    if space == "amoebanet":  # every cell network trained, with the setting's learning rate
+        assert {(ind.record["outcome"], ind.record["learning_rate"]) for ind in pop.individuals()} == {("ok", 0.1)}
 
 
 def test_sigterm_hands_the_child_back_and_resume_finishes_it_exactly(tmp_path):
@@ -455,3 +470,31 @@ def test_a_bad_device_or_a_missing_population_is_one_line_and_exit_2(tmp_path):
     res = CliRunner().invoke(main, ["worker", str(empty)])
     assert res.exit_code == 2 and "not an evo population" in res.stderr, res.output
     assert Population.open(str(root)).status()["pending"] == 2
+
+
+def test_the_child_inherits_through_the_seam_with_the_populations_mode(tmp_path, monkeypatch):
+    root = tmp_path / "pop"
+    make_pop(root, population_size=2, max_individuals=4)
+    assert run_worker(str(root), max_children=2, handle_signals=False, progress=lambda m: None) == EXIT_DONE
+    w = Worker(str(root), progress=lambda m: None)
+    seen = {}
+
+    def inherit(net, state, **context):
+        seen.update(context, state=state)
+        return {"mode": "test", "copied": ["a", "b"], "fresh": 0, "exact": True}
+
+    monkeypatch.setattr(w.space, "inherit", inherit)
+    w.mutation_config = w.space.mutation_config({"allowed": ["IDENTITY"]})
+    task = Population.open(str(root)).next_task(w.me, w.rng)
+    assert task and task.kind == "child"
+    dna, mutations, model, state, inherited = w.make_child(task)
+    assert inherited == {"mode": "test", "copied": 2, "fresh": 0, "exact": True}
+    assert seen["inheritance"] == "paper" and seen["child"] == dna and seen["mutations"] == mutations
+    assert seen["parent"] == w.space.from_dict(task.parent_dna) and "head.weight" in seen["state"]
+
+    def broken(net, state, **context):
+        raise KeyError("no such layer")
+
+    monkeypatch.setattr(w.space, "inherit", broken)
+    dna, mutations, model, state, inherited = w.make_child(task)
+    assert inherited["copied"] == 0 and "no such layer" in inherited["error"]

@@ -183,10 +183,12 @@ class SearchSpace:
     def inherit(self, child_net: Any, parent_state: Mapping[str, Any], **kwargs: Any) -> dict[str, Any]:
         """Copy into ``child_net`` what it can take of the parent's weights (a state dict).
 
-        The worker passes ``parent=`` (the parent's genome), ``child=`` (the child's) and
-        ``mutations=`` (the record of :meth:`mutate`); a space uses what it needs (a
-        function-preserving space, all three).  Returns ``{"copied": [names], "fresh": [...],
-        "mismatched": [...]}``: the fitness record counts each list.
+        The worker passes ``parent=`` (the parent's genome), ``child=`` (the child's),
+        ``mutations=`` (the record of :meth:`mutate`), ``inheritance=`` (the population's mode,
+        ``"paper"`` or for example ``"function-preserving"``) and ``rng=``; a space uses what it
+        needs.  Returns a JSON-ready report, kept as the fitness record's ``inherited``: ``copied``,
+        ``fresh`` and ``mismatched`` (lists of tensor names, which the record counts, or counts),
+        and whatever else the space reports.
         """
         return self._network().inherit(self, child_net, parent_state, **kwargs)
 

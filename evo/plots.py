@@ -24,6 +24,7 @@ import numpy as np
 
 from evo.analysis.history import History, axis_label
 from evo.analysis.loading import history_of
+from evo.base.files import place_file
 
 __all__ = ["progress_figure", "compare_runs_figure", "compare_runs_table", "architecture_trends_figure",
            "save"]
@@ -43,14 +44,8 @@ def save(fig, path: str | os.PathLike, dpi: int = 120) -> str:
     path = os.fspath(path)
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
-    root, ext = os.path.splitext(path)
-    tmp = f"{root}.tmp-{os.getpid()}{ext or '.png'}"
-    try:
-        fig.savefig(tmp, dpi=dpi, format=(ext.lstrip(".") or "png"))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    ext = os.path.splitext(path)[1]
+    place_file(lambda tmp: fig.savefig(tmp, dpi=dpi, format=(ext.lstrip(".") or "png")), path)
     return path
 
 

@@ -77,3 +77,31 @@ def test_atomic_write_files_replaces_all_or_leaves_the_old_files(tmp_path, monke
         files.atomic_write_files({a: b"newer a", b: b"newer b"})
     assert open(a, "rb").read() == b"new a" and open(b, "rb").read() == b"new b"
     assert sorted(os.listdir(tmp_path)) == ["a.json", "b.json"]  # no temporary left behind
+
+
+def test_jsonl_appends_start_on_a_fresh_line_and_readers_skip_torn_lines(tmp_path):
+    p = tmp_path / "log.jsonl"
+    files.append_jsonl(p, [{"a": 1}])
+    with open(p, "ab") as f:
+        f.write(b'{"torn": ')          # an append cut by a crash
+    assert files.read_jsonl(p) == [{"a": 1}]
+    files.append_jsonl(p, [{"b": 2}, {"c": 3}])
+    warned = []
+    assert files.read_jsonl(p, warn=warned.append) == [{"a": 1}, {"b": 2}, {"c": 3}]
+    assert len(warned) == 1 and "line 2" in warned[0]
+    parsed = files.parse_jsonl(p.read_bytes() + b'{"d"')
+    assert parsed.torn_tail and parsed.bad_lines == [2]
+    assert files.read_jsonl(tmp_path / "missing.jsonl") == []
+
+
+def test_place_file_moves_or_writes_atomically(tmp_path):
+    src = tmp_path / "src.bin"
+    src.write_bytes(b"moved")
+    files.place_file(str(src), tmp_path / "dst.bin")
+    assert (tmp_path / "dst.bin").read_bytes() == b"moved" and not src.exists()
+    files.place_file(lambda path: open(path, "wb").write(b"written"), tmp_path / "dst.bin")
+    assert (tmp_path / "dst.bin").read_bytes() == b"written"
+    with pytest.raises(FileNotFoundError):
+        files.place_file(lambda path: None, tmp_path / "dst.bin")  # a writer that wrote nothing
+    assert (tmp_path / "dst.bin").read_bytes() == b"written"
+    assert sorted(os.listdir(tmp_path)) == ["dst.bin"]

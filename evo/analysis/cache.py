@@ -16,7 +16,7 @@ import os
 from typing import Any
 
 from evo.analysis.records import CACHED_FIELDS
-from evo.base.files import atomic_write
+from evo.base.files import append_jsonl, atomic_write, parse_jsonl
 
 __all__ = ["DeadCache", "cache_dir"]
 
@@ -64,15 +64,7 @@ class DeadCache:
         body = data[head_end + 1:].rstrip(b"\n")
         if not body:
             return
-        try:  # one parse for the whole file; per line only if a line is torn
-            rows = json.loads(b"[" + body.replace(b"\n", b",") + b"]")
-        except ValueError:
-            rows = []
-            for line in body.split(b"\n"):
-                try:
-                    rows.append(json.loads(line))
-                except ValueError:
-                    continue  # torn by a concurrent writer
+        rows = parse_jsonl(body, types=(list,)).records  # a line torn by a concurrent writer is skipped
         entries = self.entries
         n = len(CACHED_FIELDS) + 2
         for row in rows:
@@ -98,13 +90,7 @@ class DeadCache:
                 return
             if not rows:
                 return
-            payload = "".join(json.dumps([i, ino, *vals], separators=(",", ":")) + "\n"
-                              for i, ino, vals in rows).encode()
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND)
-            try:
-                os.write(fd, payload)
-            finally:
-                os.close(fd)
+            append_jsonl(self.path, ([i, ino, *vals] for i, ino, vals in rows), fsync=False)
             self.lines += len(rows)
         except (OSError, TypeError, ValueError):
             pass

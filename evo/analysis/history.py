@@ -25,7 +25,7 @@ import numpy as np
 from evo.analysis.cache import DeadCache
 from evo.analysis.errors import AnalysisError, UnknownIndividualError
 from evo.analysis.records import CACHED_FIELDS, IndividualSummary, dna_stats, number
-from evo.base.files import read_bytes
+from evo.base.files import atomic_write, read_bytes
 from evo.population import Config, read_events
 from evo.population.layout import (
     ALIVE,
@@ -419,10 +419,7 @@ class History:
         if dest is None:
             return buf.getvalue()  # type: ignore[union-attr]
         if isinstance(dest, (str, os.PathLike)):
-            tmp = f"{os.fspath(dest)}.tmp-{os.getpid()}"
-            with open(tmp, "w", newline="") as f:
-                f.write(buf.getvalue())  # type: ignore[union-attr]
-            os.replace(tmp, dest)
+            atomic_write(dest, buf.getvalue().encode())  # type: ignore[union-attr]
         return None
 
     def to_dataframe(self, columns: Sequence[str] | None = None):  # pragma: no cover - needs pandas

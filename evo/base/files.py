@@ -302,20 +302,29 @@ def load_json(path: PathLike) -> dict:
 class JsonLines:
     """The objects of a JSON Lines file, and what could not be read."""
 
-    records: list[dict] = field(default_factory=list)
+    records: list[Any] = field(default_factory=list)
     #: 1-based numbers of undecodable lines before the last one (damage, not an append in progress)
     bad_lines: list[int] = field(default_factory=list)
     #: the last line is undecodable (an append in progress, or cut by a crash)
     torn_tail: bool = False
 
 
-def parse_jsonl(data: bytes) -> JsonLines:
-    """Split ``data`` into JSON objects, one per line (blank lines and non-objects are skipped)."""
+def parse_jsonl(data: bytes, *, types: tuple[type, ...] = (dict,)) -> JsonLines:
+    """Split ``data`` into JSON values, one per line; blank lines and values not of ``types`` (by
+    default: objects) are skipped."""
     out = JsonLines()
     lines = data.split(b"\n")
     last = len(lines) - 1
     while last >= 0 and not lines[last].strip():
         last -= 1
+    body = [line for line in lines[: last + 1] if line.strip()]
+    try:  # one parse for the whole file; line by line only when a line is torn
+        values = json.loads(b"[" + b",".join(body) + b"]")
+    except (ValueError, UnicodeDecodeError):
+        values = None
+    if values is not None and len(values) == len(body):
+        out.records = [v for v in values if isinstance(v, types)]
+        return out
     for n, line in enumerate(lines[: last + 1]):
         if not line.strip():
             continue
@@ -327,7 +336,7 @@ def parse_jsonl(data: bytes) -> JsonLines:
             else:
                 out.bad_lines.append(n + 1)
             continue
-        if isinstance(obj, dict):
+        if isinstance(obj, types):
             out.records.append(obj)
     return out
 

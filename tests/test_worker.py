@@ -498,3 +498,42 @@ def test_the_child_inherits_through_the_seam_with_the_populations_mode(tmp_path,
     monkeypatch.setattr(w.space, "inherit", broken)
     dna, mutations, model, state, inherited = w.make_child(task)
     assert inherited["copied"] == 0 and "no such layer" in inherited["error"]
+
+
+def test_a_commit_that_cannot_take_the_lock_keeps_the_trained_child_for_recovery(tmp_path):
+    """The lock held too long by another process when a trained child is committed: the worker must
+    not hand the complete child back (it would be retrained as a parentless one); it goes on, and
+    recovery commits the child with its parent and mutations once the lease lapses."""
+    from evo.population import LockTimeout
+
+    root = tmp_path / "pop"
+    pop = make_pop(root, population_size=2, max_individuals=4, lease_ttl_s=1.0, heartbeat_s=0.3)
+    assert run_worker(str(root), max_children=2, handle_signals=False, progress=lambda m: None) == EXIT_DONE
+    messages: list[str] = []
+    w = Worker(str(root), progress=messages.append)
+    real_commit, real_locked = w.pop.commit, w.pop.locked
+    state = {"in_commit": False, "failed": None}
+
+    def locked(*args, **kwargs):
+        if state["in_commit"] and state["failed"] is None:
+            state["failed"] = True
+            raise LockTimeout("could not take the population lock within lock_timeout_s (held by another process)")
+        return real_locked(*args, **kwargs)
+
+    def commit(task, *args, **kwargs):
+        state["in_commit"] = state["failed"] is None
+        try:
+            return real_commit(task, *args, **kwargs)
+        finally:
+            state["in_commit"] = False
+
+    w.pop.locked, w.pop.commit = locked, commit
+    assert w.run() == EXIT_DONE
+    assert state["failed"] and any("trained and recorded but not committed" in m for m in messages), messages
+    recs = {ind.id: ind.record for ind in Population.open(str(root)).individuals()}
+    assert len(recs) == 4
+    children = [r for r in recs.values() if r["kind"] == "child"]
+    assert len(children) == 2 and all(r["parent_id"] is not None and r["mutations"] for r in children)
+    assert not list(root.rglob("fitness.g*.json")), "a trained child was retrained"
+    st = pop.status()
+    assert st["inflight"] == 0 and st["pending"] == 0

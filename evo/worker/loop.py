@@ -37,7 +37,6 @@ from evo.genome import GenomeError, MutationError, SearchSpace, search_space, sp
 from evo.network.data import Dataset, load_dataset
 from evo.worker.signals import StopRequest
 from evo.population import LeaseLost, Population, StoreError, Task, Wait, WorkerInfo
-from evo.network.settings import check_train_settings as check_train_settings_of_network
 from evo.network.train import StateError, TrainConfig, TrainResult, load_state, save_state, train
 from evo.network.weights import load_state_dict
 
@@ -62,6 +61,17 @@ class UnusableTask(Exception):
         self.task = task
         self.why = why
         self.parent = parent
+
+
+class CommitPending(Exception):
+    """A trained child whose files are complete but whose commit failed (the lock could not be
+    taken, say): it stays in flight, and recovery commits it once its lease lapses."""
+
+    def __init__(self, task: Task, cause: BaseException) -> None:
+        super().__init__(f"child {task.child_id}: trained and recorded but not committed ({_first_line(cause)}); "
+                         f"it stays in {task.lease.path} and is committed by recovery when its lease lapses")
+        self.task = task
+        self.cause = cause
 
 
 class NeedsFix(Exception):
@@ -130,15 +140,6 @@ def _inheritance_record(report: dict[str, Any]) -> dict[str, Any]:
 
 def _load_weights(path: str) -> dict[str, torch.Tensor]:
     return load_state_dict(path, "cpu", error=StateError)
-
-
-def check_train_settings(settings: dict, space: SearchSpace | None = None) -> None:
-    """Refuse, at ``evo init``, training settings that every worker would fail on."""
-    try:
-        check_train_settings_of_network(settings)
-        (space or search_space("real2017")).mutation_config(settings.get("mutations"))
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"config field 'train': {exc}") from None
 
 
 class Worker:
@@ -401,9 +402,14 @@ class Worker:
                                   next_for=self.me if more else None, rng=self.rng)
         except (LeaseLost, NeedsFix):
             raise
-        except (OSError, StoreError) as exc:
+        except Exception as exc:
             cause = exc if isinstance(exc, OSError) else exc.__cause__
-            if isinstance(cause, OSError):  # fitness.json or dna.json could not be written
+            if os.path.exists(os.path.join(lease.path, "fitness.json")):
+                # trained and recorded: never handed back (it would be retrained as another child);
+                # a later commit by recovery (any worker, once the lease lapses) finishes it
+                raise CommitPending(task, exc) from exc
+            if isinstance(exc, (OSError, StoreError)) and isinstance(cause, OSError):
+                # fitness.json or dna.json could not be written
                 raise self._cannot_write(getattr(cause, "filename", None) or lease.path, cause) from exc
             raise
         self._next = out.next
@@ -529,6 +535,12 @@ class Worker:
             except UnusableTask as exc:
                 self._set_aside(exc)
                 continue
+            except CommitPending as exc:
+                self.progress(str(exc))
+                self._hand_back_next("worker error")
+                if isinstance(exc.cause, StoreError):  # a lock held too long: go on with other work
+                    continue
+                raise exc.cause from exc
             except NeedsFix as exc:
                 self._give_back(task, f"cannot go on: {exc}")
                 raise

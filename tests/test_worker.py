@@ -368,12 +368,16 @@ def test_a_parent_whose_dna_fails_validation_does_not_stop_the_evolution(tmp_pat
     assert len(_accounted(root)) >= 10
 
 
-def test_a_pending_task_whose_dna_fails_validation_is_set_aside_and_the_rest_is_trained(tmp_path):
+@pytest.mark.parametrize("damage", ["invalid DNA", "malformed mutations"])
+def test_a_pending_task_that_cannot_be_used_is_set_aside_and_the_rest_is_trained(tmp_path, damage):
     root = tmp_path / "pop"
     pop = make_pop(root, population_size=3, max_individuals=3, lease_ttl_s=1.0, heartbeat_s=0.3, max_attempts=2)
     first = sorted((root / "pending").iterdir())[0]
     tj = json.loads((first / "task.json").read_text())
-    tj["dna"] = _invalid_conv(seed_dna((3, 8, 8), 10).to_dict())
+    if damage == "invalid DNA":
+        tj["dna"] = _invalid_conv(seed_dna((3, 8, 8), 10).to_dict())
+    else:
+        tj["dna"], tj["mutations_applied"] = seed_dna((3, 8, 8), 10).to_dict(), "garbage"
     (first / "task.json").write_text(json.dumps(tj))
     messages: list[str] = []
     assert run_worker(str(root), handle_signals=False, progress=messages.append) == EXIT_DONE

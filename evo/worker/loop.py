@@ -222,6 +222,9 @@ class Worker:
             if task.dna is not None:  # seed with a given DNA, retrain, or resume
                 dna = self._genome(task, task.dna)
                 mutations = list(task.mutations_applied or [])
+                if not all(isinstance(m, dict) and isinstance(m.get("name"), str) for m in mutations):
+                    raise TypeError(f"mutations_applied must be a list of {{'name': ...}} records, "
+                                    f"got {task.mutations_applied!r:.200}")
             elif kind == "seed":
                 base = self.config.seed_dna
                 dna = self._genome(task, base) if base else space.seed(ds.input_shape, ds.num_classes, self.rng)

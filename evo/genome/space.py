@@ -4,10 +4,14 @@ The worker, the population layer, FLOPs, export, ``evo show`` / ``evo graph`` an
 a :class:`SearchSpace` without knowing which genome they hold::
 
     space = evo.search_space("real2017")            # or "amoebanet", N=3, F=24
+    space = evo.genome.space_of(config)             # the space a population's config names
+    space.spec()                                    # {"name": ..., "options": {...}}
     dna = space.seed((3, 32, 32), 10, rng)           # an individual of the initial population
     dna, record = space.random((3, 32, 32), 10, rng) # the random-search baseline's architecture
-    child, record = space.mutate(dna, rng, n=1)     # record: one dict per mutation applied
+    cfg = space.mutation_config(train["mutations"]) # settings checked (ValueError naming the bad one)
+    child, record = space.mutate(dna, rng, n=1, config=cfg)  # record: one dict per mutation applied
     space.resets_weights(record)                    # train the child from scratch?
+    space.learning_rate(dna)                        # the genome's own rate, or None (train.lr)
     space.validate(child, (3, 32, 32), 10)          # raises GenomeError naming what is wrong
     d = space.to_dict(child); same = space.from_dict(d)          # dna.json (unknown keys ignored)
     text = space.to_json(child); same = space.from_json(text)
@@ -17,7 +21,10 @@ a :class:`SearchSpace` without knowing which genome they hold::
     space.draw(child, title="individual 7")         # DOT text for Graphviz
     space.tables(child)                             # tables for ``evo show``
     net = space.build(child)                        # an nn.Module (torch imported only here)
-    space.inherit(net, parent_state, parent=dna, child=child, mutations=record)
+    space.inherit(net, parent_state, parent=dna, child=child, mutations=record, inheritance="paper")
+
+Errors: :class:`GenomeError` (a ValueError) for a malformed genome or unknown space/option,
+:class:`MutationError` when no allowed mutation applies.
 
 Pure Python: this module and every genome module import no torch.  ``build`` and ``inherit``
 import the space's network module (``SearchSpace.network_module``) when called; that lazy import
@@ -116,7 +123,8 @@ class SearchSpace:
         return False
 
     def learning_rate(self, dna: Any) -> float | None:
-        """The learning rate the genome carries, or None where it is a training setting."""
+        """The learning rate the genome carries, or None where it is a training setting (the
+        worker then trains with ``train.lr`` of the population's config)."""
         return None
 
     def validate(self, dna: Any, input_shape: Sequence[int] | None = None,

@@ -13,23 +13,13 @@ import shutil
 import subprocess
 from typing import Any, Mapping
 
+from evo.genome import space_of  # the population's search space (re-exported for the report)
 from evo.report.html import esc
 
 __all__ = ["Drawer", "space_of", "text_listing"]
 
 _SVG_START = re.compile(r"<svg\b")
 _ID_ATTR = re.compile(r'\bid="([^"]*)"')
-
-
-def space_of(config: Any) -> Any:
-    """The search space a population was evolved in (``real2017`` when its config names none)."""
-    from evo.genome import search_space
-
-    spec = getattr(config, "search_space", None)
-    if isinstance(spec, Mapping):
-        return search_space(str(spec.get("name", "real2017")), **dict(spec.get("options") or {}))
-    options = getattr(config, "space_options", None) or {}
-    return search_space(str(spec or "real2017"), **dict(options))
 
 
 def text_listing(dna: Mapping[str, Any]) -> str:

@@ -146,6 +146,28 @@ def test_sbatch_array_evolves_to_the_budget(slurm_cluster, tmp_path, evo_bin):
         assert "the experiment is finished or stopped: this task ends" in log, log
 
 
+def test_sbatch_array_evolves_amoebanet_cells_to_the_budget(slurm_cluster, tmp_path, evo_bin):
+    """The cell space of Real et al. 2019 on the cluster: aging evolution of random cells, children
+    trained from scratch with the training setting's learning rate."""
+    root = tmp_path / "pop"
+    pop = make_pop(root, population_size=3, max_individuals=6, steps_per_child=20, search_space="amoebanet",
+                   space_options={"N": 1, "F": 4}, strategy="aging", sample_size=2, inheritance="none",
+                   train={"check_every": 5, "poll_every": 2, "batch_size": 16, "lr": 0.05})
+    job = slurm_cluster.sbatch("--array=0-1", "--time=10", "-o", tmp_path / "slurm-%A_%a.out", WORKER_SBATCH, root,
+                               env=job_env(evo_bin))
+    states = slurm_cluster.wait_for_jobs(job, timeout=300)
+
+    assert states == {f"{job}_{i}": "COMPLETED" for i in range(2)}, logs_of(root)
+    records = check_population(root, pop, budget=6)
+    assert all(r["outcome"] == "ok" and r["steps_trained"] == 20 and r["learning_rate"] == 0.05 for r in records)
+    children = [r for r in records if r["parent_id"] is not None]
+    assert len(children) == 3 and all(r["inherited"]["copied"] == 0 for r in children)
+    assert {m["name"] for r in children for m in r["mutations"]} <= {"HIDDEN-STATE", "OP", "IDENTITY"}
+    assert {r["slurm_array_job_id"] for r in records} == {job}
+    dna = json.loads((Path(next(pop.individuals()).path) / "dna.json").read_text())
+    assert dna["space"] == "amoebanet" and len(dna["normal"]) == len(dna["reduction"]) == 5
+
+
 # -------------------------------------------------------------------- evo submit (submitit)
 def test_evo_submit_array_is_recorded_visible_and_survives_usr2(slurm_cluster, tmp_path, steps_per_second):
     """`evo submit` on the cluster: job ids printed and recorded, the live workers in `evo status`,

@@ -172,3 +172,21 @@ def test_flock_follows_a_replaced_lock_file(tmp_path):
     other.release()
     lk.acquire(timeout=1)
     lk.release()
+
+
+def test_a_soft_lock_that_cannot_be_created_is_one_line_naming_the_mode_and_the_fix(tmp_path, monkeypatch):
+    from evo.population import StoreError
+
+    pop = Population.create(str(tmp_path / "pop"), population_size=2, lock="soft")
+    real_open = os.open
+
+    def refused(path, flags, *a):
+        if str(path).endswith("lock.soft"):
+            raise PermissionError(1, "Operation not permitted", str(path))
+        return real_open(path, flags, *a)
+
+    monkeypatch.setattr(os, "open", refused)
+    with pytest.raises(StoreError) as e:
+        pop.stop()
+    msg = str(e.value)
+    assert "lock.soft" in msg and "'soft'" in msg and "Fix:" in msg and "\n" not in msg

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from evo.base.hashing import dna_hash
-from evo.population import LeaseLost, StoreError, Task, WorkerInfo, fsck, leases, read_events
+from evo.population import LeaseLost, LockTimeout, Population, StoreError, Task, WorkerInfo, fsck, leases, read_events
 from popkit import fill, jload, make, put, train_one, writer
 
 
@@ -225,3 +225,109 @@ def test_save_dna_replaces_dna_and_task_together(tmp_path):
     tj = jload(os.path.join(d, "task.json"))
     assert tj["mutations_applied"] == ["ALTER-LEARNING-RATE"] and tj["task_uid"] == task.task_uid
     assert not [n for n in os.listdir(d) if ".tmp-" in n]
+
+
+# ------------------------------------------------------------------ a finished child is never lost or retrained
+def _finished_child_behind_a_held_lock(tmp_path):
+    """A child trained to the end whose commit cannot take the lock (another process holds it past
+    lock_timeout_s); returns (pop, task)."""
+    pop = make(tmp_path, population_size=3, lock_timeout_s=0.3)
+    me, rng = WorkerInfo.from_env(id="me"), random.Random(21)
+    fill(pop, me, rng)
+    task = pop.next_task(me, rng)
+    assert task.kind == "child" and task.parent_id is not None
+    task.lease.save_dna({"child": task.child_id}, [{"name": "INSERT-CONVOLUTION"}])
+    with Population.open(pop.root).locked():  # held by another process meanwhile
+        with pytest.raises(LockTimeout):
+            pop.commit(task, {"child": task.child_id}, {"fitness": 0.9, "flops": 3.0},
+                       checkpoint=writer(b"trained weights"))
+    return pop, task
+
+
+def _committed_as_trained(pop, task):
+    p = pop.alive_path(task.child_id)
+    rec = jload(os.path.join(p, "fitness.json"))
+    assert rec["parent_id"] == task.parent_id and rec["kind"] == "child", rec
+    assert rec["fitness"] == 0.9 and rec["mutations"] == [{"name": "INSERT-CONVOLUTION"}], rec
+    assert open(os.path.join(p, "checkpoint.pt"), "rb").read() == b"trained weights"
+    assert sorted(os.listdir(p)) == ["checkpoint.pt", "dna.json", "fitness.json"], os.listdir(p)
+    births = [e for e in read_events(pop.root) if e["event"] == "birth" and e["id"] == task.child_id]
+    assert len(births) == 1 and births[0]["parent"] == task.parent_id
+
+
+def test_a_commit_that_cannot_take_the_lock_is_committed_by_the_next_worker_without_retraining(tmp_path):
+    pop, task = _finished_child_behind_a_held_lock(tmp_path)
+    assert pop.release(task, "worker error")  # the worker's error path hands the child back
+    nxt = Population.open(pop.root).next_task(WorkerInfo.from_env(id="next"), random.Random(1))
+    assert not (isinstance(nxt, Task) and nxt.child_id == task.child_id), "the finished child was handed out again"
+    _committed_as_trained(pop, task)
+    assert fsck(pop.root).clean
+
+
+def test_a_commit_that_cannot_take_the_lock_can_be_committed_again(tmp_path):
+    pop, task = _finished_child_behind_a_held_lock(tmp_path)
+    assert os.path.exists(os.path.join(task.lease.path, "task.json")), "the task record went before the commit was done"
+    res = pop.commit(task, {"child": task.child_id}, {"fitness": 0.9, "flops": 3.0},
+                     checkpoint=writer(b"trained weights"))
+    assert res.status == "committed"
+    _committed_as_trained(pop, task)
+    assert fsck(pop.root).clean
+
+
+def test_a_commit_that_cannot_take_the_lock_is_committed_by_recovery(tmp_path):
+    pop, task = _finished_child_behind_a_held_lock(tmp_path)
+    assert pop.recover_expired(now=time.time() + 3600) == [task.child_id]
+    _committed_as_trained(pop, task)
+
+
+# ------------------------------------------------------------------ one-line store errors, nothing lost
+def test_a_full_disk_in_save_dna_is_a_store_error_naming_the_file(tmp_path, monkeypatch):
+    pop = make(tmp_path, population_size=2)
+    task = pop.next_task(WorkerInfo.from_env(), random.Random(0))
+
+    def full(files):
+        raise OSError(errno.ENOSPC, "No space left on device", next(iter(files)))
+
+    monkeypatch.setattr(leases.files, "atomic_write_files", full)
+    with pytest.raises(StoreError, match="dna.json") as e:
+        task.lease.save_dna({"n": 1}, [])
+    assert "no space" in str(e.value).lower() and "Fix:" in str(e.value) and "\n" not in str(e.value)
+    monkeypatch.undo()
+    assert pop.release(task, "disk full")
+    assert pop.next_task(WorkerInfo.from_env(), random.Random(0)).child_id == task.child_id
+
+
+def test_a_full_disk_in_the_checkpoint_writer_is_a_store_error_and_the_child_is_handed_back(tmp_path, monkeypatch):
+    from evo.base import files
+
+    pop = make(tmp_path, population_size=3)
+    me, rng = WorkerInfo.from_env(), random.Random(12)
+    fill(pop, me, rng)
+    task = pop.next_task(me, rng)
+    task.lease.save_dna({"d": 1}, [])
+
+    def torch_save_on_a_full_disk(path):  # what torch.save raises when the disk is full
+        put(path, b"half")
+        raise RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 64 vs 0; basic_ios::clear")
+
+    monkeypatch.setattr(files, "free_bytes", lambda path: 0, raising=False)
+    with pytest.raises(StoreError, match="checkpoint.pt") as e:
+        pop.commit(task, {"d": 1}, {"fitness": 0.5}, checkpoint=torch_save_on_a_full_disk)
+    assert "no space" in str(e.value).lower()
+    assert not os.path.exists(os.path.join(task.lease.path, "checkpoint.pt"))
+    assert pop.release(task, "disk full")
+    again = pop.next_task(me, rng)
+    assert again.child_id == task.child_id and again.parent_id == task.parent_id and again.dna == {"d": 1}
+
+
+@pytest.mark.parametrize("missing", ["tmp", "pending"])
+def test_a_missing_directory_of_the_format_is_recreated(tmp_path, missing):
+    pop = make(tmp_path, population_size=3)
+    me, rng = WorkerInfo.from_env(), random.Random(3)
+    task = pop.next_task(me, rng)
+    os.rename(os.path.join(pop.root, missing), os.path.join(tmp_path, f"{missing}.gone"))
+    if missing == "pending":
+        assert pop.release(task, "SIGTERM")
+        assert os.path.isdir(os.path.join(pop.root, "pending", str(task.child_id)))
+    t2 = pop.next_task(me, rng)
+    assert t2 and os.path.isdir(os.path.join(pop.root, missing))

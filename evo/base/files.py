@@ -32,6 +32,7 @@ __all__ = [
     "atomic_write_json",
     "dumps_json",
     "fsync_dir",
+    "free_bytes",
     "fsync_file",
     "is_tmp_name",
     "jsonl_bytes",
@@ -103,6 +104,15 @@ def fsync_dir(path: PathLike) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def free_bytes(path: PathLike) -> int:
+    """Bytes free for this user on the file system of ``path`` (a large number if unknown)."""
+    try:
+        st = os.statvfs(path)
+    except (OSError, AttributeError):
+        return 1 << 62
+    return st.f_bavail * st.f_frsize
 
 
 def fsync_file(path: PathLike) -> None:

@@ -18,6 +18,7 @@ import os
 import random
 import time
 
+from evo.base.files import listdir_quiet
 from evo.population.config import Control
 from evo.population.events import EventLog
 from evo.population.layout import ALIVE, EVENTS_FILE, FITNESS_FILE, CorruptFileError, CorruptFileWarning, is_num, load_json, warn
@@ -94,7 +95,7 @@ class AliveView:
             self.cache.clear()
             self._key = key
         cache = self.cache
-        names = os.listdir(self.path)
+        names = listdir_quiet(self.path)  # (a missing alive/ is recreated by the next commit)
         self._scan_entries = len(names)
         listed = set(names)
         for name in cache.keys() - listed:  # died or moved away
@@ -175,12 +176,12 @@ class AliveView:
                     i = ev.get("id")
                     if isinstance(i, int):
                         self.add(i, ev["fitness"])
-            elif b'"death"' in line:
+            elif b'"death"' in line or b'"quarantine"' in line:
                 try:
                     ev = json.loads(line)
                 except ValueError:
                     continue
-                if ev.get("event") == "death":
+                if ev.get("event") in ("death", "quarantine"):
                     self.cache.pop(str(ev.get("id")), None)
             elif b'"reset"' in line:
                 return False

@@ -25,6 +25,7 @@ from evo.population.layout import (
     IDS,
     INFLIGHT,
     PENDING,
+    QUARANTINE,
     STATE_FILE,
     TASK_FILE,
     dumps,
@@ -139,6 +140,18 @@ def records_in(d: str, current_uid: str | None) -> Iterator[dict]:
             yield rec
 
 
+def _quarantined_records(root: str) -> Iterator[dict]:
+    """The readable fitness records inside quarantine/ (an individual's directory, or a record
+    moved aside alone)."""
+    qdir = os.path.join(root, QUARANTINE)
+    for entry in listdir_quiet(qdir):
+        e = os.path.join(qdir, entry)
+        yield from records_in(e, None)
+        for n in listdir_quiet(e):
+            if n.isdigit() and os.path.isdir(os.path.join(e, n)):
+                yield from records_in(os.path.join(e, n), None)
+
+
 def recount(root: str, config: Config) -> dict:
     """The counters (and the next id) recomputed from every fitness record and id claim."""
     st = default_state()
@@ -175,6 +188,9 @@ def recount(root: str, config: Config) -> dict:
             if rec.get("outcome") == "ok" and is_num(rec.get("fitness")) and os.path.basename(d).isdigit() \
                     and os.path.dirname(os.path.dirname(d)) != os.path.join(root, PENDING):
                 top.append([float(rec["fitness"]), int(os.path.basename(d))])
+    for rec in _quarantined_records(root):  # trainings set aside still were trainings
+        trained += 1
+        flops += float(rec.get("flops") or 0.0)
     st.update(next_id=max_id + 1, trained=trained, flops=flops)
     K = config.keep_top
     if K:

@@ -21,8 +21,8 @@ from evo.population.create import create_population, make_config
 from evo.population.events import EventLog, read_events
 from evo.population.ids import IdClaims
 from evo.population.layout import (
-    ALIVE, CONTROL_FILE, DEAD, INFLIGHT, PENDING, TMP, ConfigError, inflight_entries, list_ids, load_json_or_none,
-    shard,
+    ALIVE, CONTROL_FILE, DEAD, INFLIGHT, PENDING, TMP, ConfigError, inflight_entries, list_ids,
+    load_json_or_none, shard, warn,
 )
 from evo.population.section import SectionFiles
 
@@ -78,6 +78,30 @@ class PopulationDir:
         if lock is not None and lock not in LOCK_MODES:
             raise ConfigError(f"lock override {lock!r}: must be one of {', '.join(LOCK_MODES)}")
         return cls(root, config, lock=lock)
+
+    def _recreate(self, d: str) -> bool:
+        """Recreate ``d``, a directory of the format that someone deleted (with a warning); False
+        if it cannot be (a read-only population: readers go on without it)."""
+        try:
+            os.makedirs(d, exist_ok=True)
+        except OSError as e:
+            warn(f"{d}: the population's directory is missing and cannot be recreated ({e.strerror})")
+            return False
+        warn(f"{d}: the population's directory was missing; recreated it")
+        return True
+
+    def _rename_into(self, src: str, dst: str) -> None:
+        """``os.rename(src, dst)``, recreating ``dst``'s directory of the format when it is missing
+        (FileNotFoundError then means only that ``src`` is gone).  The directories are recreated
+        where the protocol needs them, not when a population is opened: readers never write."""
+        try:
+            os.rename(src, dst)
+        except FileNotFoundError:
+            parent = os.path.dirname(dst)
+            if not os.path.lexists(src) or os.path.isdir(parent) or os.path.dirname(parent) not in (
+                    self.root, self._dead) or not self._recreate(parent):
+                raise
+            os.rename(src, dst)
 
     # ---------------------------------------------------------------------- lock
     @contextlib.contextmanager

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import os
 import socket
 import threading
@@ -14,7 +15,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
-from evo.base.files import atomic_write_files, atomic_write_json, fsync_dir, fsync_file, place_file, write_new
+from evo.base import files
+from evo.base.files import atomic_write_json, fsync_dir, fsync_file, place_file, unlink_quiet, write_new
 from evo.base.slurm import slurm_job_id
 from evo.population.layout import (
     CHECKPOINT_FILE,
@@ -34,7 +36,32 @@ from evo.population.layout import (
 if TYPE_CHECKING:
     from evo.population.protocol import Population
 
-__all__ = ["CommitResult", "Lease", "Task", "Wait", "WorkerInfo"]
+__all__ = ["CommitResult", "Lease", "Task", "Wait", "WorkerInfo", "no_space"]
+
+#: a writer's own error (torch.save's RuntimeError) with less free space than this is a full disk
+LOW_SPACE = 64 << 20
+
+
+def no_space(path: str, exc: BaseException) -> StoreError | None:
+    """The one-line error for a write of ``path`` that failed because the file system is full
+    (ENOSPC, EDQUOT, or a writer's own error while almost no space is left), else None.  Its cause
+    is an OSError(ENOSPC) naming the file, whatever the writer raised."""
+    if isinstance(exc, StoreError):
+        return None
+    if isinstance(exc, OSError):
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            return None
+        cause: OSError = exc
+    elif isinstance(exc, Exception) and files.free_bytes(os.path.dirname(path) or ".") < LOW_SPACE:
+        first = (str(exc).splitlines() or [""])[0][:200]
+        cause = OSError(errno.ENOSPC, f"No space left on device ({type(exc).__name__}: {first})", path)
+    else:
+        return None
+    err = StoreError(f"{path}: no space left on the population's file system ({cause.strerror}); nothing is "
+                     f"lost: the child is handed back. Fix: free space (or raise the quota), then any worker "
+                     f"resumes it")
+    err.__cause__ = cause
+    return err
 
 
 @dataclass(frozen=True)
@@ -184,6 +211,11 @@ class Lease:
                 self._lost.set()
                 raise LeaseLost(f"lease on child {self.child_id} was lost; checkpoint not saved") from None
             raise
+        except Exception as exc:
+            full = no_space(self.checkpoint_path, exc)
+            if full is not None:
+                raise full from full.__cause__
+            raise
         return self.checkpoint_path
 
     def save_dna(self, dna: dict, mutations: Sequence[Any] | None = None) -> None:
@@ -191,17 +223,22 @@ class Lease:
         child.  Raises :class:`LeaseLost` if the lease is gone."""
         try:
             data = dumps(dna)
-            files = {os.path.join(self.path, DNA_FILE): data}
+            written = {os.path.join(self.path, DNA_FILE): data}
             if mutations is not None:
                 tpath = os.path.join(self.path, TASK_FILE)
                 tj = load_json_or_none(tpath) or {}
                 tj["mutations_applied"] = list(mutations)
-                files[tpath] = dumps(tj)
-            atomic_write_files(files)
+                written[tpath] = dumps(tj)
+            files.atomic_write_files(written)
             self.dna_saved = data
         except (FileNotFoundError, NotADirectoryError):
             self._lost.set()
             raise LeaseLost(f"lease on child {self.child_id} was lost; DNA not saved") from None
+        except OSError as exc:
+            full = no_space(os.path.join(self.path, DNA_FILE), exc)
+            if full is not None:
+                raise full from full.__cause__
+            raise
 
     def to_dict(self) -> dict:
         return self._record(self.heartbeat_at)
@@ -217,11 +254,12 @@ class Lease:
             old = load_json_or_none(os.path.join(d, FITNESS_FILE), warn=False)
             if old is not None and old.get("task_uid") != task.task_uid:
                 gen = old.get("generation", 0)
-                os.rename(os.path.join(d, FITNESS_FILE), os.path.join(d, f"fitness.g{gen}.json"))
+                suffix = _free_suffix(d, gen)  # (a second retrain in one generation keeps both)
+                os.rename(os.path.join(d, FITNESS_FILE), os.path.join(d, f"fitness.g{gen}{suffix}.json"))
                 ck = os.path.join(d, CHECKPOINT_FILE)
                 if os.path.exists(ck):
                     if keep_all:
-                        os.rename(ck, os.path.join(d, f"checkpoint.g{gen}.pt"))
+                        os.rename(ck, os.path.join(d, f"checkpoint.g{gen}{suffix}.pt"))
                     else:
                         os.unlink(ck)
         # The directory is private to this lease until it is renamed into alive/, and
@@ -238,7 +276,11 @@ class Lease:
         if checkpoint is not None:
             cpath = os.path.join(d, CHECKPOINT_FILE)
             if callable(checkpoint) and not os.path.lexists(cpath):
-                checkpoint(cpath)
+                try:
+                    checkpoint(cpath)
+                except BaseException:
+                    unlink_quiet(cpath)  # no half-written checkpoint is left behind
+                    raise
                 if not os.path.exists(cpath):
                     raise StoreError(f"the checkpoint writer did not create {cpath}")
                 unsynced.append(cpath)
@@ -251,6 +293,14 @@ class Lease:
             fsync_file(path)
         fsync_dir(d)
 
+
+
+def _free_suffix(d: str, gen: int) -> str:
+    """``""``, or ``".1"``, ``".2"``... when ``fitness.g<gen>.json`` is taken in ``d``."""
+    k = 0
+    while os.path.exists(os.path.join(d, f"fitness.g{gen}{f'.{k}' if k else ''}.json")):
+        k += 1
+    return f".{k}" if k else ""
 
 
 @dataclass

@@ -55,13 +55,14 @@ from evo.population.config import Control
 from evo.population.control import RunControl
 from evo.population.layout import (
     CHECKPOINT_FILE, DEATH_FILE, DNA_FILE, FITNESS_FILE, FORMAT_VERSION, LEASE_FILE, PARENT_CHECKPOINT_FILE,
-    QUARANTINE, RESUME_FILE, TASK_FILE, TASK_KINDS, WORK_FILES, CorruptFileError, CorruptFileWarning, LockTimeout,
+    RESUME_FILE, TASK_FILE, TASK_KINDS, WORK_FILES, CorruptFileError, CorruptFileWarning, LockTimeout,
     StoreError, dumps, is_num, load_json, load_json_or_none, new_token, warn,
 )
 from evo.population.grow import Growth
-from evo.population.leases import CommitResult, Lease, Task, Wait, WorkerInfo
+from evo.population.leases import CommitResult, Lease, Task, Wait, WorkerInfo, no_space
+from evo.population.quarantine import quarantine
 from evo.population.records import fitness_record
-from evo.population.recovery import Recovery
+from evo.population.recovery import Recovery, run_post
 
 __all__ = ["Population"]
 
@@ -152,7 +153,13 @@ class Population(RunControl, Recovery, Growth):
         renamed into inflight/ under the lock.  Creating files is the costly part of writing
         small ones (on a network file system it is a round trip to the server), so it happens
         here, outside the lock; under it the files are only written."""
-        os.mkdir(prep.resv)
+        try:
+            os.mkdir(prep.resv)
+        except FileNotFoundError:  # tmp/ was deleted: recreate it (or say which directory is missing)
+            if not self._recreate(self._tmp):
+                raise StoreError(f"{self._tmp}: the population's directory for temporaries is missing and "
+                                 f"cannot be recreated. Fix: mkdir {self._tmp}") from None
+            os.mkdir(prep.resv)
         prep.fds[TASK_FILE] = os.open(os.path.join(prep.resv, TASK_FILE),
                                       os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
 
@@ -175,7 +182,7 @@ class Population(RunControl, Recovery, Growth):
                     post: list[Callable[[], None]] = []
                     with self.locked():
                         out = self._step(prep, post)
-                    _run_post(post)
+                    run_post(post)
                 if isinstance(out, _Retry):
                     prep.claimed = out.claimed
                     out = None
@@ -222,9 +229,9 @@ class Population(RunControl, Recovery, Growth):
         # 1. pending work: resumes always (they finish what was started), the rest within budget
         for i in pending:
             pdir = os.path.join(self._pending, str(i))
-            tj = load_json_or_none(os.path.join(pdir, TASK_FILE))
+            tj = self._pending_task(i, pdir, post, events)
             if tj is None:
-                continue  # torn or being created; fsck --repair handles it
+                continue  # committed as it was finished, quarantined, or taken by another worker
             if not tj.get("attempts", 0):
                 if flops_hit or (maxi is not None and tj.get("kind") == "seed" and i > maxi):
                     continue
@@ -319,7 +326,7 @@ class Population(RunControl, Recovery, Growth):
             if victim is not None:
                 if not self._kill(victim, cid, worker, "selection", events, post):
                     return self._give_up(prep)
-            os.rename(resv, lease.path)
+            self._rename_into(resv, lease.path)
         except BaseException:
             self._give_up(prep)
             raise
@@ -382,7 +389,7 @@ class Population(RunControl, Recovery, Growth):
                          ctl: Control) -> Task | None:
         lease = Lease(self, i, token, worker)
         try:
-            os.rename(pdir, lease.path)
+            self._rename_into(pdir, lease.path)
         except (FileNotFoundError, NotADirectoryError):
             if not os.path.isdir(lease.path):
                 return None  # another worker took it
@@ -446,19 +453,18 @@ class Population(RunControl, Recovery, Growth):
             if not os.path.isdir(d):
                 return self._with_next(self._lost(task), next_for, rng)
             raise
-        except OSError as e:
-            if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise StoreError(
-                    f"no space left while committing child {task.child_id} into {d} ({e}); the "
-                    f"population is unchanged and the child is still in flight. Fix: free space, "
-                    f"then commit again, or release the task"
-                ) from e
+        except Exception as e:  # a full disk (ENOSPC, or a checkpoint writer's own error for it)
+            full = no_space(getattr(e, "filename", None) or os.path.join(d, CHECKPOINT_FILE), e)
+            if full is not None:
+                raise full from full.__cause__
             raise
-        # The result is complete (fitness.json with our task_uid): work files go now, outside the
-        # lock.  Without task.json a recoverer treats a valid fitness.json as complete; without
-        # lease.json it times the lease from the directory's mtime, which these unlinks refresh.
+        # The result is complete (fitness.json with the task's task_uid): the files that only
+        # training needed go now, outside the lock; without lease.json a recoverer times the lease
+        # from the directory's mtime, which these unlinks refresh.  task.json stays until the
+        # commit is done (it goes under the lock, with the rename): a commit that cannot take the
+        # lock leaves a child that any worker, or this one again, commits as it is.
         task.lease.close()
-        for name in (PARENT_CHECKPOINT_FILE, RESUME_FILE, TASK_FILE, LEASE_FILE):
+        for name in (PARENT_CHECKPOINT_FILE, RESUME_FILE, LEASE_FILE):
             unlink_quiet(os.path.join(d, name))
         if task.attempt:  # temporaries of writers killed in an earlier attempt
             for name in listdir_quiet(d):
@@ -482,7 +488,7 @@ class Population(RunControl, Recovery, Growth):
                 if prep.claimed is not None:
                     self.ids.unclaim(prep.claimed)
             raise
-        _run_post(post)
+        run_post(post)
         if res.status == "lease_lost":
             res = self._lost(task)
         if self.keep_stats:
@@ -518,7 +524,7 @@ class Population(RunControl, Recovery, Growth):
             self._ensure_shard(self._dead, cid)
             target = self.dead_path(cid)
         try:
-            os.rename(d, target)
+            self._rename_into(d, target)
         except (FileNotFoundError, NotADirectoryError):
             return CommitResult("lease_lost", cid, None)
         except OSError as e:
@@ -527,14 +533,14 @@ class Population(RunControl, Recovery, Growth):
             existing = load_json_or_none(os.path.join(target, FITNESS_FILE), warn=False)
             if existing is not None and existing.get("task_uid") == rec.get("task_uid"):
                 return CommitResult("already_committed", cid, target)
-            q = os.path.join(self.root, QUARANTINE, f"duplicate-{cid}-{new_token()}")
             with contextlib.suppress(OSError):
-                os.rename(d, q)
-            warn(f"child {cid} was already committed at {target}; this copy was moved to {q}")
+                q = quarantine(self.root, d, f"a second copy of individual {cid}, already at {target}", i=cid)
+                warn(f"child {cid} was already committed at {target}; this copy was moved to {q}")
             return CommitResult("already_committed", cid, target)
-        if via != "commit":
+        if via == "commit":  # the commit is done: its task record goes (the rest went before the lock)
+            unlink_quiet(os.path.join(target, TASK_FILE))
+        else:
             # a recovery commit: the work files go before anyone can kill it and move it on
-            # (a worker's commit removed them before the rename)
             for name in WORK_FILES:
                 unlink_quiet(os.path.join(target, name))
             for name in listdir_quiet(target):  # temporaries of writers killed in flight
@@ -584,7 +590,7 @@ class Population(RunControl, Recovery, Growth):
         dst = os.path.join(self._pending, str(task.child_id))
         with self.locked():
             try:
-                os.rename(d, dst)
+                self._rename_into(d, dst)
             except (FileNotFoundError, NotADirectoryError):
                 task.lease.mark_lost()
                 return False
@@ -600,9 +606,3 @@ class Population(RunControl, Recovery, Growth):
                               "checkpoint": os.path.exists(os.path.join(dst, RESUME_FILE))}])
         return True
 
-
-def _run_post(post: list[Callable[[], None]]) -> None:
-    """Run the work a critical section left for after the lock (never fatal)."""
-    for fn in post:
-        with contextlib.suppress(OSError):
-            fn()

@@ -11,6 +11,7 @@ from typing import Iterator
 
 from evo.base.files import listdir_quiet
 from evo.population.directory import PopulationDir
+from evo.population.quarantine import quarantined
 from evo.population.layout import (
     CHECKPOINT_FILE,
     DEATH_FILE,
@@ -85,6 +86,7 @@ class Reading(PopulationDir):
             "budget": {"max_individuals": c.max_individuals, "max_flops": c.max_flops},
             "control": self.read_control().to_dict(), "lock": self.lock_kind,
             "lock_reason": self.lock_reason, "best_alive": best,
+            "quarantined": len(quarantined(self.root)),
         }
 
     def leases(self) -> list[dict]:

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from evo.population.config import Config
     from evo.population.leases import Task
 
-__all__ = ["fitness_record", "retrain_task", "seed_task"]
+__all__ = ["fitness_record", "retrain_task", "seed_task", "task_from_record"]
 
 
 def seed_task(i: int, config: "Config", now: float) -> dict:
@@ -30,6 +30,17 @@ def retrain_task(i: int, parent_id: int | None, generation: int, now: float) -> 
     return {"format_version": FORMAT_VERSION, "kind": "retrain", "id": i, "parent_id": parent_id,
             "task_uid": new_token(), "mutations": 0, "dna": None, "parent_dna": None,
             "generation": generation, "born_at": now, "attempts": 0, "failures": 0}
+
+
+def task_from_record(rec: dict) -> dict:
+    """The task record of a finished child, rebuilt from its fitness record (its task record was
+    lost): same unit of work (``task_uid``), kind, parent, mutations and generation."""
+    mutations = list(rec.get("mutations") or [])
+    return {"format_version": FORMAT_VERSION, "kind": rec.get("kind") or "child", "id": rec.get("id"),
+            "parent_id": rec.get("parent_id"), "task_uid": rec.get("task_uid"), "mutations": len(mutations),
+            "dna": None, "parent_dna": None, "generation": rec.get("generation", 0),
+            "born_at": rec.get("born_at"), "attempts": max(0, int(rec.get("attempts") or 1) - 1),
+            "failures": 0, "mutations_applied": mutations, "rebuilt_from": "fitness.json"}
 
 
 def fitness_record(task: "Task", dna: dict, fitness: dict | float) -> dict:

@@ -141,18 +141,17 @@ class _Fsck:
         self.space: Any = None
 
     def run(self) -> FsckReport:
-        self.check_layout()
-        self.check_control()
-        self.check_locks()
+        """The invariants of docs/format.md (one method each; a stale lock is broken first)."""
         log = self.read_log()
-        self.check_individuals()
-        self.check_work()
-        self.check_temporaries()
-        self.check_ids()
-        self.check_events(log)
+        self.layout()
+        self.leftovers()
+        self.individuals()
+        self.work()
+        self.ids()
+        self.events(log)
         if self.new_events:
             self.pop.log.append(self.new_events)
-        self.check_counters()
+        self.counters()
         self.list_quarantine()
         self.rep.counts = {
             "alive": len(self.alive_ids), "dead": len(self.dead_ids),
@@ -203,8 +202,13 @@ class _Fsck:
         pr.repaired = True
 
     # ---------------------------------------------------------------------- 1. layout
-    def check_layout(self) -> None:
-        """The directories of the format exist, and hold only what the format names."""
+    def layout(self) -> None:
+        """1. The directories of the format exist, ``control.json`` is readable, and the
+        directories of individuals and work hold only what the format names."""
+        self._directories()
+        self._control()
+
+    def _directories(self) -> None:
         for d in SUBDIRS:
             p = os.path.join(self.root, d)
             if not os.path.isdir(p):
@@ -233,8 +237,7 @@ class _Fsck:
                 pr.message += f"; moved to {self._aside(p, 'an entry the format does not name')}"
                 pr.repaired = True
 
-    def check_control(self) -> None:
-        """``control.json`` is readable."""
+    def _control(self) -> None:
         cpath = os.path.join(self.root, CONTROL_FILE)
         try:
             cd = load_json(cpath)
@@ -252,22 +255,22 @@ class _Fsck:
                 pr.repaired = True
 
     # ---------------------------------------------------------------------- 2. individuals
-    def check_individuals(self) -> None:
-        """Every individual in alive/ and dead/ has a valid dna.json and fitness.json of its id;
-        a living one a genome of the population's space, ``outcome: ok`` with a numeric fitness,
-        and a checkpoint that loads."""
+    def individuals(self) -> None:
+        """2. Every individual in alive/ and dead/ has a valid dna.json and fitness.json of its
+        id; a living one a genome of the population's space, ``outcome: ok`` with a numeric
+        fitness, and a checkpoint that loads (work files and temporaries inside individuals: 6)."""
         for n in sorted(listdir_quiet(os.path.join(self.root, ALIVE)), key=lambda x: (len(x), x)):
             if n.isdigit():
-                self.check_alive(int(n), os.path.join(self.root, ALIVE, n))
+                self._alive(int(n), os.path.join(self.root, ALIVE, n))
         for s in sorted(listdir_quiet(os.path.join(self.root, DEAD))):
             if not s.isdigit():
                 continue
             for n in sorted(listdir_quiet(os.path.join(self.root, DEAD, s))):
                 if n.isdigit():
-                    self.check_dead(int(n), os.path.join(self.root, DEAD, s, n), s)
+                    self._dead(int(n), os.path.join(self.root, DEAD, s, n), s)
 
-    def check_alive(self, i: int, d: str) -> None:
-        self.check_leftovers(d)
+    def _alive(self, i: int, d: str) -> None:
+        self._work_files(d)
         dna_p, fit_p = os.path.join(d, DNA_FILE), os.path.join(d, FITNESS_FILE)
         try:
             dna = load_json(dna_p)
@@ -314,8 +317,8 @@ class _Fsck:
                     self._aside(ck, f"the weights of living individual {i}: {bad}", i)
                     self._retrain(d, i, rec.get("parent_id"), pr, "the file")
 
-    def check_dead(self, i: int, d: str, s: str) -> None:
-        self.check_leftovers(d)
+    def _dead(self, i: int, d: str, s: str) -> None:
+        self._work_files(d)
         if shard(i) != s:
             right = os.path.join(self.root, DEAD, shard(i), str(i))
             pr = self.rep.add("shard", d, f"individual {i} belongs in {right}")
@@ -366,9 +369,9 @@ class _Fsck:
                 "from the birth event (the torn file is in quarantine/)", "mutations": [],
                 "dna_hash": dna_hash(dna) if dna is not None else None, "task_uid": None, "rebuilt": True}
 
-    def check_leftovers(self, d: str) -> None:
+    def _work_files(self, d: str) -> None:
         """No temporaries and no work files are left in a committed individual."""
-        self.check_tmp_files(d)
+        self._tmp_files(d)
         for n in WORK_FILES:
             p = os.path.join(d, n)
             if os.path.exists(p):
@@ -377,7 +380,7 @@ class _Fsck:
                     unlink_quiet(p)
                     pr.repaired = True
 
-    def check_tmp_files(self, d: str) -> None:
+    def _tmp_files(self, d: str) -> None:
         for n in listdir_quiet(d):
             if is_tmp_name(n):
                 p = os.path.join(d, n)
@@ -387,14 +390,14 @@ class _Fsck:
                     pr.repaired = True
 
     # ---------------------------------------------------------------------- 3. work
-    def check_work(self) -> None:
-        """Every pending/ directory has a readable task.json (finished work: its fitness.json);
+    def work(self) -> None:
+        """3. Every pending/ directory has a readable task.json (finished work: its fitness.json);
         no lease in inflight/ has expired."""
         for n in listdir_quiet(os.path.join(self.root, PENDING)):
             if not n.isdigit():
                 continue
             i, p = int(n), os.path.join(self.root, PENDING, n)
-            self.check_tmp_files(p)
+            self._tmp_files(p)
             try:
                 load_json(os.path.join(p, TASK_FILE))
             except (FileNotFoundError, CorruptFileError) as e:
@@ -439,7 +442,12 @@ class _Fsck:
                             break
 
     # ---------------------------------------------------------------------- 6. leftovers
-    def check_locks(self) -> None:
+    def leftovers(self) -> None:
+        """6. No stale soft lock, no orphaned temporary (work files in individuals: see 2)."""
+        self._locks()
+        self._temporaries()
+
+    def _locks(self) -> None:
         """No stale soft lock, and nothing left from breaking one."""
         soft = SoftLock(os.path.join(self.root, SOFT_LOCK_FILE), self.cfg.lock_ttl_s)
         if os.path.exists(soft.path) and soft.is_stale():
@@ -455,7 +463,7 @@ class _Fsck:
                     unlink_quiet(p)
                     pr.repaired = True
 
-    def check_temporaries(self) -> None:
+    def _temporaries(self) -> None:
         """No orphaned temporary: in tmp/ older than a lease (younger ones may be a running step's)."""
         for n in listdir_quiet(os.path.join(self.root, TMP)):
             p = os.path.join(self.root, TMP, n)
@@ -469,11 +477,11 @@ class _Fsck:
                 if self.repair:
                     rmtree_quiet(p) if os.path.isdir(p) else unlink_quiet(p)
                     pr.repaired = True
-        self.check_tmp_files(self.root)
+        self._tmp_files(self.root)
 
     # ---------------------------------------------------------------------- 4. ids
-    def check_ids(self) -> None:
-        """Ids are unique across alive/, dead/, pending/ and inflight/, and each has its claim."""
+    def ids(self) -> None:
+        """4. Ids are unique across alive/, dead/, pending/ and inflight/, and each has its claim."""
         for i, places in sorted(self.places.items()):
             if len(places) > 1:
                 self.rep.add("duplicate-id", places[0], f"id {i} is at {len(places)} places: {places}; {PERSON}"
@@ -498,8 +506,8 @@ class _Fsck:
                 self.births[ev["id"]] = ev
         return parsed
 
-    def check_events(self, parsed: Any) -> None:
-        """The event log agrees with the directories: every individual has a birth event, every
+    def events(self, parsed: Any) -> None:
+        """5. The event log agrees with the directories: every individual has a birth event, every
         dead one a death event, no living one a death event."""
         epath = os.path.join(self.root, EVENTS_FILE)
         if parsed is None:
@@ -545,8 +553,8 @@ class _Fsck:
                     pr.repaired = True
 
     # ---------------------------------------------------------------------- 7. counters
-    def check_counters(self) -> None:
-        """``state.json`` equals the counters recomputed from every fitness record; ``next_id``
+    def counters(self) -> None:
+        """7. ``state.json`` equals the counters recomputed from every fitness record; ``next_id``
         is above every id."""
         spath = os.path.join(self.root, STATE_FILE)
         want = recount(self.root, self.cfg)

@@ -341,6 +341,8 @@ class _Fsck:
         self.places.setdefault(i, []).append(d)
         try:
             rec = load_json(fit_p)
+            if not isinstance(rec.get("id"), int):
+                raise CorruptFileError(f"{fit_p}: a record without its id")
         except (FileNotFoundError, CorruptFileError) as e:
             pr = self.rep.add("fitness", fit_p, f"dead individual {i} has no valid record ({type(e).__name__})")
             if self.repair:

@@ -589,16 +589,10 @@ class Population(RunControl, Recovery, Growth):
         d = task.lease.path
         dst = os.path.join(self._pending, str(task.child_id))
         with self.locked():
-            try:
-                self._rename_into(d, dst)
-            except (FileNotFoundError, NotADirectoryError):
-                task.lease.mark_lost()
+            if not self._move_to_pending(task.child_id, d, dst):
+                if not os.path.isdir(d):
+                    task.lease.mark_lost()
                 return False
-            except OSError as e:
-                if e.errno in (errno.ENOTEMPTY, errno.EEXIST):
-                    warn(f"cannot release child {task.child_id}: {dst} exists; run `evo fsck`")
-                    return False
-                raise
             task.lease.mark_lost()
             self._requeue_fixup(dst, failure=False, worker=task.lease.worker.id)
             self.log.append([{"event": "release", "id": task.child_id, "reason": reason,

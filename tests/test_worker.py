@@ -366,6 +366,10 @@ def test_a_parent_whose_dna_fails_validation_does_not_stop_the_evolution(tmp_pat
     st = pop.status()
     assert st["inflight"] == 0 and st["pending"] == 0
     assert len(_accounted(root)) >= 10
+    if hasattr(Population, "quarantine_task"):  # a bad parent is kept aside, never drawn again
+        bad = {int(a.name) for a in alive}
+        held = {int(p.name) for p in (root / "quarantine").glob("*/*") if p.is_dir() and p.name.isdigit()}
+        assert bad & held and not bad & held & {int(p.name) for p in (root / "alive").iterdir()}
 
 
 @pytest.mark.parametrize("damage", ["invalid DNA", "malformed mutations"])

@@ -460,14 +460,20 @@ class Worker:
         that the evolution goes on: the population layer quarantines it (``evo status`` and ``evo
         fsck`` report it; after ``max_attempts`` the child is abandoned)."""
         task = exc.task
-        self.progress(f"{exc}; set aside")
         quarantine = getattr(self.pop, "quarantine_task", None)
         if callable(quarantine):
-            quarantine(task, reason=exc.why, parent=exc.parent)
+            try:
+                outcome = quarantine(task, reason=exc.why, parent=exc.parent)
+            except Exception as err:  # noqa: BLE001 - the lapse below still sets it aside
+                self.progress(f"{exc}; could not set it aside now ({_first_line(err)}): its lease lapses")
+                return
+            what = f"parent {task.parent_id} quarantined, " if exc.parent else ""
+            self.progress(f"{exc}; set aside ({what}child {task.child_id} {outcome})")
             return
         # a population layer without quarantine: the lease is left to lapse (nothing renews it
         # outside training), so that recovery counts the attempt as a failure and abandons the
         # child after max_attempts; meanwhile this worker goes on with other work
+        self.progress(f"{exc}; set aside (its lease lapses)")
 
     def _no_room(self, exc: BaseException, task: Task | None) -> NeedsFix | None:
         """:class:`NeedsFix` for a write the population's file system refused, else None."""

@@ -30,6 +30,11 @@ def test_an_unusable_parent_is_quarantined_and_the_attempt_counts_as_a_failure(t
     why = _why(q)
     assert why["id"] == parent and why["origin"] == f"alive/{parent}" and "odd" in why["reason"]
     assert pop.status()["quarantined"] == 1
+    from evo.analysis import status as evo_status  # what `evo status` prints
+
+    shown = evo_status(pop.root)
+    assert shown["counts"]["quarantined"] == 1
+    assert any("quarantine/" in w and f"alive/{parent}" in w for w in shown["warnings"]), shown["warnings"]
     rep = fsck(pop.root)
     assert rep.ok and rep.counts["quarantined"] == 1 and any(p.code == "quarantined" for p in rep.problems)
     assert "quarantine" in str(rep)

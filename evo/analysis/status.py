@@ -21,6 +21,7 @@ from evo.base.slurm import slurm_job_id
 from evo.population import Population
 from evo.population.grow import grow_progress
 from evo.population.layout import SOFT_LOCK_FILE
+from evo.population.quarantine import quarantined
 
 __all__ = ["status", "format_duration"]
 
@@ -80,6 +81,12 @@ def status(pop: str | os.PathLike | History, now: float | None = None) -> dict[s
     elif os.path.isdir(logs) and not os.access(logs, os.W_OK):
         out_warn.append(f"{logs} is not writable from here: a Slurm job whose output file (-o) is there never "
                         f"starts (JobLaunchFailure, exit code 0:53, no output anywhere); make it writable")
+    # what the population set aside (kept in quarantine/, with why)
+    aside = quarantined(root)
+    if aside:
+        first = "; ".join(f"{why.get('origin', '?')}: {why.get('reason', 'no note')}" for _, why in aside[:3])
+        out_warn.append(f"{len(aside)} in quarantine/ ({first}{'; ...' if len(aside) > 3 else ''}); they are kept: "
+                        f"`evo fsck {root}` lists them, docs/format.md says how to get one back")
     # torn files and other problems found while loading
     for w in h.warnings:
         out_warn.append(f"torn or unreadable file: {w}" if "torn" in w or "corrupt" in w else w)
@@ -144,7 +151,7 @@ def status(pop: str | os.PathLike | History, now: float | None = None) -> dict[s
         "budget_reason": budget_reason,
         "counts": {"alive": h.counts["alive"], "inflight": h.counts["inflight"], "pending": h.counts["pending"],
                    "dead": h.counts["dead"], "trained": trained, "committed": len(h),
-                   "failed": sum(1 for r in h.individuals if r.fitness is None)},
+                   "failed": sum(1 for r in h.individuals if r.fitness is None), "quarantined": len(aside)},
         "births_per_hour": {"last_hour": sum(1 for t in births if now - 3600.0 <= t <= now),
                             "overall": round(h.birth_rate(float("inf"), end), 3) if births else 0.0},
         "best": None if best is None else {"id": best.id, "fitness": best.fitness, "alive": best.alive,

@@ -18,11 +18,21 @@ from evo.cli.group import DEVICE, EXIT_FAILED, emit, exit_code_of, friendly, mai
 @click.option("--worker-id", default=None, help="Name in leases and records (default: job id, host, pid).")
 @click.option("--device", type=DEVICE, default=None,
               help="auto, cpu, cuda, cuda:N or mps (default: cuda when available).")
-@click.option("--max-children", type=click.IntRange(min=0), default=None, help="Exit (code 0) after training this many.")
+@click.option("--max-children", type=click.IntRange(min=0), default=None,
+              help="Exit (code 0) after training this many (each worker of a team).")
+@click.option("--children-per-gpu", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Run a team of this many workers sharing the GPU, each training its own child (signals "
+                   "reach them all; one exit code). Without a GPU: that many on the CPU, the threads divided.")
+@click.option("--slot", type=click.IntRange(min=0), default=None, hidden=True,
+              help="This worker is that member of a team (set by the team).")
 @click.option("--quiet", "-q", is_flag=True, help="Only errors.")
 def worker(popdir: Path, time_limit: float | None, worker_id: str | None, device: str | None,
-           max_children: int | None, quiet: bool) -> None:
+           max_children: int | None, children_per_gpu: int, slot: int | None, quiet: bool) -> None:
     """Run one stateless worker on POPDIR until the experiment ends.
+
+    With --children-per-gpu K, a team of K workers sharing the GPU (several small children per
+    GPU): this process starts them, forwards SIGTERM, SIGUSR2 and SIGINT to all of them and
+    exits with one code (the first failure's, else 3 if one was interrupted, else 0).
 
     Exit codes: 0 finished or stopped; 3 interrupted (SIGTERM, SIGUSR2, --time-limit) after
     handing the in-flight child back for resumption; 2 a problem a person must fix first (a bad
@@ -36,15 +46,29 @@ def worker(popdir: Path, time_limit: float | None, worker_id: str | None, device
     stop = StopRequest()
     stop.install()                 # before torch is imported: a warning during start-up is kept
     try:
-        from evo.worker.loop import run_worker
+        member = "" if slot is None else f"s{slot} "    # which worker of a team says it
 
         def progress(msg: str) -> None:
             if not quiet:
-                click.echo(f"[{_time.strftime('%H:%M:%S')}] {msg}", err=False)
+                click.echo(f"[{_time.strftime('%H:%M:%S')}] {member}{msg}", err=False)
 
         try:
-            code = run_worker(str(popdir), worker_id=worker_id, time_limit_s=time_limit, device=device,
-                              max_children=max_children, progress=progress, handle_signals=False, stop=stop)
+            if children_per_gpu > 1 and slot is None:    # the team: starts the workers, trains nothing
+                from evo.worker.team import run_team
+
+                code = run_team(str(popdir), children_per_gpu=children_per_gpu, stop=stop, worker_id=worker_id,
+                                device=device, time_limit_s=time_limit, max_children=max_children, quiet=quiet,
+                                progress=progress)
+            else:
+                if slot is not None:
+                    from evo.worker.team import die_with_team
+
+                    die_with_team()
+                from evo.worker.loop import run_worker
+
+                code = run_worker(str(popdir), worker_id=worker_id, time_limit_s=time_limit, device=device,
+                                  max_children=max_children, progress=progress, handle_signals=False, stop=stop,
+                                  children_per_gpu=children_per_gpu, slot=slot)
         except click.ClickException:
             raise
         except Exception as exc:

@@ -39,14 +39,10 @@ from evo.worker.signals import StopRequest
 from evo.population import LeaseLost, Population, StoreError, Task, Wait, WorkerInfo
 from evo.network.train import StateError, TrainConfig, TrainResult, load_state, save_state, train
 from evo.network.weights import load_state_dict
+from evo.worker.codes import EXIT_DONE, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_NEEDS_FIX
 
 __all__ = ["EXIT_DONE", "EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_NEEDS_FIX", "NeedsFix", "UnusableTask",
            "Worker", "random_dna", "run_worker"]
-
-EXIT_DONE = 0
-EXIT_ERROR = 1
-EXIT_NEEDS_FIX = 2
-EXIT_INTERRUPTED = 3
 
 log = logging.getLogger("evo.worker")
 
@@ -576,15 +572,22 @@ def limit_threads() -> None:
 def run_worker(root: str, *, worker_id: str | None = None, time_limit_s: float | None = None,
                device: str | None = None, max_children: int | None = None,
                progress: Callable[[str], None] | None = None, handle_signals: bool = True,
-               stop: StopRequest | None = None) -> int:
+               stop: StopRequest | None = None, children_per_gpu: int = 1, slot: int | None = None) -> int:
     """Run one worker on the population at ``root``; returns the process exit code.
 
     ``stop`` carries a request made before the worker existed (the CLI installs its signal
-    handlers before importing torch); ``handle_signals`` installs them here instead.
+    handlers before importing torch); ``handle_signals`` installs them here instead.  ``slot``: this
+    worker is that member of a team with ``children_per_gpu`` per GPU (:mod:`evo.worker.team`).
     """
+    from evo.worker.team import member_device, share_device
+
     limit_threads()
+    if slot is not None:
+        device = member_device(device, slot, children_per_gpu)
     w = Worker(root, worker_id=worker_id, time_limit_s=time_limit_s, device=device,
                max_children=max_children, progress=progress, stop=stop)
+    if children_per_gpu > 1:
+        w.progress(share_device(w.device, children_per_gpu))
     if handle_signals:
         w.install_signal_handlers()
     return w.run()

@@ -200,7 +200,7 @@ def test_worker_job_pickles_without_its_runtime_state(tmp_path):
     job._thread = threading.Thread(target=lambda: None)      # not picklable
     clone = cloudpickle.loads(cloudpickle.dumps(job))
     assert clone._params() == {"popdir": str(tmp_path), "device": "cpu", "max_children": None,
-                               "handback_timeout_s": 7.0}
+                               "handback_timeout_s": 7.0, "children_per_gpu": 1, "members": None}
     assert clone._thread is None and clone._worker is None
     delayed = clone.checkpoint()           # not running: just a fresh job to requeue
     assert isinstance(delayed.function, launch.WorkerJob) and delayed.function is not clone
@@ -238,6 +238,61 @@ def test_worker_job_checkpoint_hands_the_child_back_and_the_requeued_job_resumes
     segs = check_segments(ind.record, steps)
     assert len(segs) == 2 and 0 < segs[0][1] < steps
     assert fsck(str(root)).ok
+
+
+def _team_pop(root: Path):
+    """A population whose children never finish in a test (a million steps each)."""
+    from evo.population import Population
+
+    return Population.create(str(root), dict(
+        dataset="synthetic", dataset_kwargs={"n_train": 600, "n_val": 200, "n_test": 200, "image_size": 8},
+        population_size=2, max_individuals=4, steps_per_child=1_000_000, lock="flock", lease_ttl_s=6.0,
+        heartbeat_s=0.5, checkpoint_every_s=0.5, train={"check_every": 5, "poll_every": 2}))
+
+
+def test_a_team_job_hands_every_child_back_before_it_is_requeued(tmp_path):
+    """--children-per-gpu 2: the job runs a team of two worker processes; checkpoint() (submitit's
+    SIGUSR2 handler) returns once both have handed their children back, and requeues the same team."""
+    root = tmp_path / "pop"
+    pop = _team_pop(root)
+    job = launch.WorkerJob(str(root), device="cpu", handback_timeout_s=60, children_per_gpu=2, members=2)
+    results: list = []
+    runner = threading.Thread(target=lambda: results.append(job()))
+    runner.start()
+    deadline = time.monotonic() + 120
+    while len(pop.leases()) < 2:                      # each worker of the team trains a seed
+        assert time.monotonic() < deadline and runner.is_alive(), "the team never trained two children"
+        time.sleep(0.05)
+
+    delayed = job.checkpoint()
+
+    assert job._team.done, "checkpoint() returned before the team handed its children back"
+    runner.join(30)
+    assert results and results[0]["exit_code"] == 3 and results[0]["members"] == [3, 3], results
+    assert results[0]["reason"] == "SIGUSR2"
+    st = pop.status()
+    assert st["inflight"] == 0 and st["pending"] == 2, st
+    released = [e for e in read_events(str(root)) if e["event"] == "release"]
+    assert len(released) == 2 and all(e["checkpoint"] and "SIGUSR2" in e["reason"] for e in released), released
+    again = cloudpickle.loads(cloudpickle.dumps(delayed)).function
+    assert again._params() == job._params() and again.children_per_gpu == 2 and again.members == 2
+
+
+def test_dry_run_with_several_children_per_gpu(tmp_path):
+    root = tmp_path / "pop"
+    _team_pop(root)
+    args = ["submit", str(root), "-n", "2", "--gpus-per-worker", "2", "--children-per-gpu", "4", "--dry-run"]
+    js = CliRunner().invoke(main, [*args, "--json"])
+    assert js.exit_code == 0, js.output
+    plan = json.loads(js.output)
+    assert plan["children_per_gpu"] == 4 and plan["processes_per_worker"] == 8
+    assert plan["parameters"]["gpus_per_node"] == 2          # the job asks for whole GPUs; the team shares them
+    text = CliRunner().invoke(main, args)
+    assert "children_per_gpu       4 (each job runs a team of 8 worker processes" in text.output, text.output
+    assert launch.SubmitOptions(workers=1, children_per_gpu=3).processes_per_worker == 3   # no GPU: on the CPUs
+    assert launch.SubmitOptions(workers=1, gpus_per_worker=4).processes_per_worker == 1
+    with pytest.raises(launch.LaunchError, match="--children-per-gpu 0"):
+        launch.SubmitOptions(workers=1, children_per_gpu=0).validate()
 
 
 # ------------------------------------------------------------------------------------ local executor

@@ -108,6 +108,9 @@ def _demo_report(ctx: click.Context, directory: Path) -> None:
               help="Time limit of one run of a worker: minutes or [D-]HH:MM:SS (default 240 min on Slurm). "
                    "Workers are requeued at the limit and lose nothing.")
 @click.option("--gpus-per-worker", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--children-per-gpu", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Each worker job runs a team of this many worker processes on each of its GPUs (on its CPUs "
+                   "without one), each training its own child; one requeue for the team.")
 @click.option("--cpus-per-worker", type=click.IntRange(min=1), default=None)
 @click.option("--mem", default=None, help="Memory per worker, e.g. 32G (a bare number is MB, as in sbatch).")
 @click.option("--account", default=None, help="Slurm account to charge.")
@@ -132,10 +135,10 @@ def _demo_report(ctx: click.Context, directory: Path) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @friendly
 def submit(popdir: Path, workers: int, parallel: int | None, partition: str | None, time_limit: str | None,
-           gpus_per_worker: int, cpus_per_worker: int | None, mem: str | None, account: str | None,
-           qos: str | None, sbatch_opts: tuple[str, ...], setup: tuple[str, ...], signal_delay: int,
-           max_requeues: int, job_name: str, device: str | None, executor: str, dry_run: bool, wait_: bool,
-           as_json: bool) -> None:
+           gpus_per_worker: int, children_per_gpu: int, cpus_per_worker: int | None, mem: str | None,
+           account: str | None, qos: str | None, sbatch_opts: tuple[str, ...], setup: tuple[str, ...],
+           signal_delay: int, max_requeues: int, job_name: str, device: str | None, executor: str,
+           dry_run: bool, wait_: bool, as_json: bool) -> None:
     """Submit WORKERS stateless workers on POPDIR through submitit.
 
     A Slurm job array (or local background processes) whose tasks each run one worker until the
@@ -147,7 +150,8 @@ def submit(popdir: Path, workers: int, parallel: int | None, partition: str | No
     opts = launch.SubmitOptions(
         workers=workers, executor=executor, parallel=parallel, partition=partition,
         time_min=None if time_limit is None else launch.parse_time(time_limit),
-        gpus_per_worker=gpus_per_worker, cpus_per_worker=cpus_per_worker, mem=mem, account=account, qos=qos,
+        gpus_per_worker=gpus_per_worker, children_per_gpu=children_per_gpu, cpus_per_worker=cpus_per_worker,
+        mem=mem, account=account, qos=qos,
         sbatch_opts=launch.parse_sbatch_opts(sbatch_opts), setup=list(setup), signal_delay_s=signal_delay,
         max_requeues=max_requeues, job_name=job_name, device=device)
     if dry_run:

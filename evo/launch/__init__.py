@@ -3,7 +3,8 @@
 ``submit(popdir, SubmitOptions(workers=N, ...))`` submits N stateless workers on the population in
 ``popdir``: one Slurm job array (``executor="slurm"``) or N background processes on this machine
 (``executor="local"``, submitit's local executor).  Every job runs :class:`WorkerJob`, a picklable
-callable that runs one :class:`evo.worker.Worker` in-process until the experiment is finished.
+callable that runs one :class:`evo.worker.Worker` in-process until the experiment is finished, or
+(``children_per_gpu`` > 1) a team of worker processes sharing the job's GPUs (:mod:`evo.worker.team`).
 
 Preemption and time limits.  submitit asks Slurm for ``--signal=USR2@<signal_delay_s>`` and, inside
 the job, installs a SIGUSR2 handler that calls the callable's ``checkpoint()`` and then requeues the

@@ -81,6 +81,7 @@ class SubmitOptions:
     partition: str | None = None
     time_min: int | None = None
     gpus_per_worker: int = 0
+    children_per_gpu: int = 1            # a team of this many workers on each GPU of a job (evo.worker.team)
     cpus_per_worker: int | None = None
     mem: str | None = None
     account: str | None = None
@@ -103,6 +104,8 @@ class SubmitOptions:
             raise LaunchError(f"--parallel {self.parallel}: allow at least one running worker")
         if self.gpus_per_worker < 0:
             raise LaunchError("--gpus-per-worker must be 0 or more")
+        if not isinstance(self.children_per_gpu, int) or self.children_per_gpu < 1:
+            raise LaunchError(f"--children-per-gpu {self.children_per_gpu!r}: train at least one child per GPU")
         if self.cpus_per_worker is not None and self.cpus_per_worker < 1:
             raise LaunchError("--cpus-per-worker must be at least 1")
         if self.signal_delay_s < 1:
@@ -121,6 +124,12 @@ class SubmitOptions:
             if ignored:
                 raise LaunchError(f"{', '.join(ignored)} only apply to --executor slurm")
         return self
+
+    @property
+    def processes_per_worker(self) -> int:
+        """Worker processes each job runs: one, or a team of ``children_per_gpu`` on each of its GPUs
+        (on each job's CPUs when it asks for no GPU)."""
+        return self.children_per_gpu * max(1, self.gpus_per_worker) if self.children_per_gpu > 1 else 1
 
     @property
     def handback_s(self) -> float:

@@ -128,7 +128,8 @@ def plan(popdir: str | os.PathLike, opts: SubmitOptions) -> dict[str, Any]:
     _check_writable(root, folder)
     out: dict[str, Any] = {"popdir": root, "executor": opts.executor, "workers": opts.workers, "folder": folder,
                            "max_requeues": opts.max_requeues, "handback_timeout_s": opts.handback_s,
-                           "device": opts.device}
+                           "device": opts.device, "children_per_gpu": opts.children_per_gpu,
+                           "processes_per_worker": opts.processes_per_worker}
     if opts.executor == "slurm":
         params = slurm_parameters(opts)
         out["parameters"] = params
@@ -170,6 +171,9 @@ def plan_text(p: dict[str, Any]) -> str:
     for k, v in sorted(p["parameters"].items()):
         lines.append(f"  {k:22s} {v}")
     lines.append(f"  {'max_requeues':22s} {p['max_requeues']}")
+    if p.get("processes_per_worker", 1) > 1:
+        lines.append(f"  {'children_per_gpu':22s} {p['children_per_gpu']} (each job runs a team of "
+                     f"{p['processes_per_worker']} worker processes; signals reach them all)")
     if p["executor"] == "local":
         lines.append(f"  {'visible_gpus':22s} {p['visible_gpus']}")
     if p.get("script"):

@@ -53,7 +53,8 @@ def submit(popdir: str | os.PathLike, opts: SubmitOptions) -> tuple[dict[str, An
     p = plan(popdir, opts)
     root, folder = p["popdir"], p["folder"]
     os.makedirs(folder, exist_ok=True)
-    make = lambda: WorkerJob(root, device=opts.device, handback_timeout_s=opts.handback_s)  # noqa: E731
+    make = lambda: WorkerJob(root, device=opts.device, handback_timeout_s=opts.handback_s,  # noqa: E731
+                             children_per_gpu=opts.children_per_gpu, members=opts.processes_per_worker)
     jobs: list[Any]
     if opts.executor == "slurm":
         try:
@@ -87,6 +88,8 @@ def submit(popdir: str | os.PathLike, opts: SubmitOptions) -> tuple[dict[str, An
         "job_id": array_id,
         "job_ids": [str(j.job_id) for j in jobs],
         "workers": opts.workers,
+        "children_per_gpu": opts.children_per_gpu,
+        "processes_per_worker": opts.processes_per_worker,
         "folder": folder,
         "parameters": _jsonable(p["parameters"]),
         "max_requeues": opts.max_requeues,
@@ -172,6 +175,9 @@ def summary_text(record: dict[str, Any]) -> str:
     ids = record["job_ids"]
     folder = record["folder"]
     params = record["parameters"]
+    team = record.get("processes_per_worker") or 1
+    each = [f"each job: a team of {team} worker processes, {record.get('children_per_gpu')} children per GPU "
+            f"(one requeue for all)"] if team > 1 else []
     if record["executor"] == "slurm":
         shown = ids[0] if len(ids) == 1 else f"{ids[0]} .. {ids[-1]}"
         return "\n".join([
@@ -182,9 +188,11 @@ def summary_text(record: dict[str, Any]) -> str:
             f"logs: {folder}/<JOBID>_0_log.out",
             f"watch: squeue -j {record['job_id']}; stop: evo stop POPDIR (after the children in training) "
             f"or scancel {record['job_id']} (hands them back now)",
+            *each,
         ])
     return "\n".join([
         f"started {record['workers']} local worker(s) in the background (submitit's local executor)",
         f"job ids (controller pids): {' '.join(ids)}",
         f"logs: {folder}/<PID>_0_log.out; stop: evo stop POPDIR",
+        *each,
     ])

@@ -90,3 +90,10 @@ def test_ema_decay_forgets_the_start_of_short_trainings():
     c = TrainConfig(recipe="fast", ema=0.99)
     assert c.ema_decay(1) == pytest.approx(2 / 11)
     assert c.ema_decay(10_000) == 0.99
+
+
+def test_the_evaluation_counts_two_passes_only_with_the_fast_recipes_flips():
+    assert TrainConfig().eval_passes == 1
+    assert TrainConfig(recipe="fast").eval_passes == 2
+    assert TrainConfig(recipe="fast", tta=False).eval_passes == 1
+    assert TrainConfig(recipe="paper", tta=True).eval_passes == 1

@@ -165,6 +165,12 @@ class TrainConfig:
     def fast(self) -> bool:
         return self.recipe == "fast"
 
+    @property
+    def eval_passes(self) -> int:
+        """Forward passes per image at evaluation: 2 with the fast recipe's test-time flips (the image and
+        its mirror), else 1; the worker counts each in a child's FLOPs."""
+        return 2 if self.fast and self.tta else 1
+
     def lr_at(self, lr: float, step: int) -> float:
         """The learning rate of step ``step`` (0-based) for a DNA's rate ``lr``: the paper's is constant; the
         fast recipe's is ``lr * batch_size / 50 * lr_factor(step)``."""

@@ -366,10 +366,11 @@ class Worker:
                           f"({self.stop.reason}); checkpoint saved, handed back")
             return "interrupted"
         ds = self.dataset
-        # the paper's cost: training FLOPs per step x steps + one validation pass
+        # the paper's cost: training FLOPs per step x steps + one validation pass (two with the fast
+        # recipe's test-time flips: each image and its mirror)
         forward = space.flops(dna, ds.input_shape)
         total = space.train_flops(dna, ds.input_shape) * cfg.batch_size * result.steps_done \
-            + forward * len(ds.val_x)
+            + forward * len(ds.val_x) * cfg.eval_passes
         t_end = time.time()
         record = {
             "fitness": result.fitness if result.outcome == "ok" else None,

@@ -97,3 +97,29 @@ def test_the_evaluation_counts_two_passes_only_with_the_fast_recipes_flips():
     assert TrainConfig(recipe="fast").eval_passes == 2
     assert TrainConfig(recipe="fast", tta=False).eval_passes == 1
     assert TrainConfig(recipe="paper", tta=True).eval_passes == 1
+
+
+def _train_table() -> dict:
+    """docs/format.md's table of the training settings: {setting: default as written}."""
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "docs" / "format.md").read_text()
+    section = text.split("## `config.json`'s `train`: the training settings", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    return {row.strip("|").split("|")[0].strip().strip("`"): row.strip("|").split("|")[1].strip().strip("`")
+            for row in rows}
+
+
+def test_the_format_documents_every_training_setting_with_its_default():
+    import dataclasses
+    import json
+
+    from evo.network.settings import WORKER_SET
+
+    table = _train_table()
+    settings = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in WORKER_SET]
+    assert sorted(table) == sorted(settings), "docs/format.md's train table and TrainConfig's settings differ"
+    defaults = TrainConfig().to_dict()
+    for name, written in table.items():
+        assert json.loads(written) == defaults[name], f"{name}: docs/format.md says {written}, " \
+                                                      f"TrainConfig has {defaults[name]!r}"

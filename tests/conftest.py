@@ -6,8 +6,12 @@ from pathlib import Path
 
 import pytest
 
-# tests import helpers from each other (tests/test_dna.py's DNAs, ...)
+# the helper modules (popkit, populations, genomes, slurm_cluster) are imported by name; no test file
+# imports another
 sys.path.insert(0, str(Path(__file__).parent))
+
+#: the tiny synthetic task of the worker, launch and Slurm tests (8x8 images, a few hundred of them)
+TINY_DATA = {"n_train": 600, "n_val": 200, "n_test": 200, "image_size": 8}
 
 # the session fixture `slurm_cluster`: a real single-node Slurm for the tests marked `slurm`
 from slurm_cluster import slurm_cluster  # noqa: E402,F401
@@ -21,6 +25,28 @@ def _restore_signal_handlers():
     yield
     for sig, handler in saved.items():
         signal.signal(sig, handler)
+
+
+@pytest.fixture(scope="session")
+def tiny_data() -> dict:
+    """The keyword arguments of the tiny synthetic data set (:data:`TINY_DATA`)."""
+    return dict(TINY_DATA)
+
+
+@pytest.fixture
+def make_pop(request):
+    """``make_pop(root, **fields)``: a new population of real (tiny) networks for the worker, launch
+    and Slurm tests: the tiny synthetic data set, flock, quick loss checks and stop polls; then the
+    test module's ``POP_DEFAULTS`` (its population size, steps, budget, leases), then ``fields``."""
+    from evo.population import Population
+
+    base = dict(dataset="synthetic", dataset_kwargs=dict(TINY_DATA), lock="flock",
+                train={"check_every": 5, "poll_every": 2})
+
+    def make(root: Path, **fields):
+        return Population.create(str(root), {**base, **getattr(request.module, "POP_DEFAULTS", {}), **fields})
+
+    return make
 
 
 @pytest.fixture(scope="session")

@@ -18,17 +18,11 @@ from click.testing import CliRunner
 from evo import launch
 from evo.launch.plan import local_gpu_plan, slurm_parameters, submit_command
 from evo.cli import main
-from evo.population import Population, fsck, read_events
+from evo.population import fsck, read_events
 
-TINY_DATA = {"n_train": 600, "n_val": 200, "n_test": 200, "image_size": 8}
-
-
-def make_pop(root: Path, **overrides) -> Population:
-    cfg = dict(dataset="synthetic", dataset_kwargs=TINY_DATA, population_size=3, steps_per_child=40,
-               max_individuals=6, lock="flock", lease_ttl_s=6.0, heartbeat_s=1.0, checkpoint_every_s=0.5,
-               train={"check_every": 5, "poll_every": 2})
-    cfg.update(overrides)
-    return Population.create(str(root), cfg)
+#: this module's population (the rest: conftest's make_pop)
+POP_DEFAULTS = dict(population_size=3, steps_per_child=40, max_individuals=6, lease_ttl_s=6.0, heartbeat_s=1.0,
+                    checkpoint_every_s=0.5)
 
 
 def check_segments(rec: dict, steps: int) -> list[list[int]]:
@@ -71,7 +65,7 @@ def test_parse_mem_and_sbatch_opts():
             launch.parse_sbatch_opts([bad])
 
 
-def test_options_are_checked(tmp_path):
+def test_options_are_checked(tmp_path, make_pop):
     make_pop(tmp_path / "pop")
     with pytest.raises(launch.LaunchError, match="longer than the signal lead"):
         launch.plan(tmp_path / "pop", launch.SubmitOptions(workers=1, time_min=1, signal_delay_s=90))
@@ -83,7 +77,7 @@ def test_options_are_checked(tmp_path):
         launch.plan(tmp_path, launch.SubmitOptions(workers=1))
 
 
-def test_a_read_only_population_or_folder_is_refused_before_submitting(read_only_dir, tmp_path):
+def test_a_read_only_population_or_folder_is_refused_before_submitting(read_only_dir, tmp_path, make_pop):
     make_pop(read_only_dir.parent / "src" / "pop")
     with pytest.raises(launch.LaunchError, match="cannot write into .*read-only or no permission"):
         launch.plan(read_only_dir / "pop", launch.SubmitOptions(workers=1))
@@ -95,7 +89,7 @@ def test_a_read_only_population_or_folder_is_refused_before_submitting(read_only
 
 
 # ------------------------------------------------------------------------------------ dry run
-def test_dry_run_prints_the_sbatch_script_and_submits_nothing(tmp_path):
+def test_dry_run_prints_the_sbatch_script_and_submits_nothing(tmp_path, make_pop):
     root = tmp_path / "pop"
     make_pop(root)
     result = CliRunner().invoke(main, [
@@ -163,7 +157,7 @@ def test_launch_uses_submitits_public_api_only():
             assert not node.attr.startswith("_"), node.attr
 
 
-def test_bad_requests_are_one_line_errors(tmp_path):
+def test_bad_requests_are_one_line_errors(tmp_path, make_pop):
     root = tmp_path / "pop"
     make_pop(root)
     for args, msg in ((["--time", "soon"], "time limit"), (["--mem", "lots"], "memory"),
@@ -207,12 +201,12 @@ def test_worker_job_pickles_without_its_runtime_state(tmp_path):
     assert delayed.function._params() == clone._params()
 
 
-def test_worker_job_checkpoint_hands_the_child_back_and_the_requeued_job_resumes_it(tmp_path, monkeypatch):
+def test_worker_job_checkpoint_hands_the_child_back_and_the_requeued_job_resumes_it(tmp_path, monkeypatch, make_pop):
     """What submitit's SIGUSR2 handler does in a job: checkpoint() while the worker trains."""
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     root = tmp_path / "pop"
     steps = 2000
-    pop = make_pop(root, population_size=2, max_individuals=1, steps_per_child=steps, checkpoint_every_s=0.2)
+    pop = make_pop(root, population_size=2, max_individuals=2, steps_per_child=steps, checkpoint_every_s=0.2)
     job = launch.WorkerJob(str(root), device="cpu", handback_timeout_s=60)
     results: list = []
     runner = threading.Thread(target=lambda: results.append(job()))   # no signal handlers off the main thread
@@ -233,10 +227,12 @@ def test_worker_job_checkpoint_hands_the_child_back_and_the_requeued_job_resumes
     # the requeued job: a fresh WorkerJob that resumes the child and finishes the experiment
     again = cloudpickle.loads(cloudpickle.dumps(delayed)).function
     out = again()
-    assert out["exit_code"] == 0 and out["children"] == 1
-    (ind,) = list(pop.individuals())
-    segs = check_segments(ind.record, steps)
+    assert out["exit_code"] == 0 and out["children"] == 2          # the resumed seed, then the other one
+    inds = {ind.id: ind for ind in pop.individuals()}
+    assert sorted(inds) == [1, 2]
+    segs = check_segments(inds[released[0]["id"]].record, steps)
     assert len(segs) == 2 and 0 < segs[0][1] < steps
+    assert len(check_segments(inds[3 - released[0]["id"]].record, steps)) == 1
     assert fsck(str(root)).ok
 
 
@@ -296,7 +292,7 @@ def test_dry_run_with_several_children_per_gpu(tmp_path):
 
 
 # ------------------------------------------------------------------------------------ local executor
-def test_submit_local_executor_runs_workers_to_the_budget(tmp_path):
+def test_submit_local_executor_runs_workers_to_the_budget(tmp_path, make_pop):
     root = tmp_path / "pop"
     pop = make_pop(root, population_size=3, max_individuals=6, steps_per_child=40)
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
@@ -321,7 +317,7 @@ def test_submit_local_executor_runs_workers_to_the_budget(tmp_path):
     assert "worker exited with code 0" in logs
 
 
-def test_submit_to_slurm_without_slurm_is_a_clear_error(tmp_path, monkeypatch):
+def test_submit_to_slurm_without_slurm_is_a_clear_error(tmp_path, monkeypatch, make_pop):
     root = tmp_path / "pop"
     make_pop(root)
     monkeypatch.setenv("PATH", str(tmp_path))            # no srun, no sbatch

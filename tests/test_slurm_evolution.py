@@ -24,17 +24,13 @@ pytestmark = pytest.mark.slurm
 
 REPO = Path(__file__).resolve().parent.parent
 WORKER_SBATCH = REPO / "slurm" / "worker.sbatch"
-TINY_DATA = {"n_train": 600, "n_val": 200, "n_test": 200, "image_size": 8}
 # one thread per worker: several workers share the node's few cores
 THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-def make_pop(root: Path, **overrides) -> Population:
-    cfg = dict(dataset="synthetic", dataset_kwargs=TINY_DATA, population_size=4, steps_per_child=60,
-               max_individuals=12, lock="flock", lease_ttl_s=10.0, heartbeat_s=1.0, checkpoint_every_s=1.0,
-               train={"check_every": 5, "poll_every": 2})
-    cfg.update(overrides)
-    return Population.create(str(root), cfg)
+#: this module's population (the rest: conftest's make_pop)
+POP_DEFAULTS = dict(population_size=4, steps_per_child=60, max_individuals=12, lease_ttl_s=10.0, heartbeat_s=1.0,
+                    checkpoint_every_s=1.0)
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +43,7 @@ def evo_bin(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def steps_per_second() -> float:
+def steps_per_second(tiny_data) -> float:
     """Training speed of a seed network on one thread here, to size children in seconds."""
     import torch
 
@@ -59,7 +55,7 @@ def steps_per_second() -> float:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        ds = load_dataset("synthetic", **TINY_DATA)
+        ds = load_dataset("synthetic", **tiny_data)
         cfg = dict(device="cpu", check_every=5, poll_every=2, checkpoint_every_s=None)
         train(build_model(seed_dna(ds.input_shape, ds.num_classes)), ds, 0.1, TrainConfig(steps=50, **cfg))
         rates = []
@@ -125,7 +121,7 @@ def wait_until(predicate, timeout: float, what: str, poll: float = 0.1):
 
 
 # -------------------------------------------------------------------- sbatch --array worker.sbatch
-def test_sbatch_array_evolves_to_the_budget(slurm_cluster, tmp_path, evo_bin):
+def test_sbatch_array_evolves_to_the_budget(slurm_cluster, tmp_path, evo_bin, make_pop):
     root = tmp_path / "pop"
     pop = make_pop(root, population_size=4, max_individuals=12, steps_per_child=60)
     t0 = time.monotonic()
@@ -146,7 +142,7 @@ def test_sbatch_array_evolves_to_the_budget(slurm_cluster, tmp_path, evo_bin):
         assert "the experiment is finished or stopped: this task ends" in log, log
 
 
-def test_sbatch_array_evolves_amoebanet_cells_to_the_budget(slurm_cluster, tmp_path, evo_bin):
+def test_sbatch_array_evolves_amoebanet_cells_to_the_budget(slurm_cluster, tmp_path, evo_bin, make_pop):
     """The cell space of Real et al. 2019 on the cluster: aging evolution of random cells, children
     trained from scratch with the training setting's learning rate."""
     root = tmp_path / "pop"
@@ -169,7 +165,7 @@ def test_sbatch_array_evolves_amoebanet_cells_to_the_budget(slurm_cluster, tmp_p
 
 
 # -------------------------------------------------------------------- evo submit (submitit)
-def test_evo_submit_array_is_recorded_visible_and_survives_usr2(slurm_cluster, tmp_path, steps_per_second):
+def test_evo_submit_array_is_recorded_visible_and_survives_usr2(slurm_cluster, tmp_path, steps_per_second, make_pop):
     """`evo submit` on the cluster: job ids printed and recorded, the live workers in `evo status`,
     and SIGUSR2 (what Slurm sends before the time limit) to a worker in training: it hands its child
     back and submitit requeues it; nothing is lost."""
@@ -233,7 +229,7 @@ def test_evo_submit_array_is_recorded_visible_and_survives_usr2(slurm_cluster, t
     assert released and all("SIGUSR2" in e["reason"] and e["checkpoint"] for e in released), released
 
 
-def test_evo_submit_reports_what_sbatch_refuses(slurm_cluster, tmp_path):
+def test_evo_submit_reports_what_sbatch_refuses(slurm_cluster, tmp_path, make_pop):
     root = tmp_path / "pop"
     make_pop(root)
     out = subprocess.run(evo_cmd("submit", root, "-n", "2", "--gpus-per-worker", "1"), capture_output=True,
@@ -245,7 +241,7 @@ def test_evo_submit_reports_what_sbatch_refuses(slurm_cluster, tmp_path):
 
 # -------------------------------------------------------------------- time limits
 @pytest.mark.slow
-def test_one_minute_time_limit_loses_no_step(slurm_cluster, tmp_path, evo_bin, steps_per_second):
+def test_one_minute_time_limit_loses_no_step(slurm_cluster, tmp_path, evo_bin, steps_per_second, make_pop):
     """--time=1 on children that need more than a minute of training each: every child is
     finished across several runs, each step trained exactly once."""
     root = tmp_path / "pop"
@@ -279,7 +275,7 @@ def test_one_minute_time_limit_loses_no_step(slurm_cluster, tmp_path, evo_bin, s
 
 # -------------------------------------------------------------------- scancel
 def test_scancel_hands_the_child_back_and_another_worker_finishes_it(slurm_cluster, tmp_path, evo_bin,
-                                                                      steps_per_second):
+                                                                      steps_per_second, make_pop):
     root = tmp_path / "pop"
     steps = max(1000, int(steps_per_second * 6))                # ~6 s per child
     pop = make_pop(root, population_size=2, max_individuals=2, steps_per_child=steps, checkpoint_every_s=0.5)
@@ -321,7 +317,7 @@ def test_scancel_hands_the_child_back_and_another_worker_finishes_it(slurm_clust
 
 
 # -------------------------------------------------------------------- a grow run
-def test_sbatch_array_grows_generations_to_the_end(slurm_cluster, tmp_path, evo_bin):
+def test_sbatch_array_grows_generations_to_the_end(slurm_cluster, tmp_path, evo_bin, make_pop):
     """strategy grow: generations of growth children, the barrier shared by the array's workers;
     the worker that finds the run over measures the last survivors' ensemble."""
     root = tmp_path / "pop"

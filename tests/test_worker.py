@@ -19,15 +19,9 @@ from evo.genome.real2017.dna import seed_dna
 from evo.population import Population, WorkerInfo, fsck, read_events
 from evo.worker.loop import EXIT_DONE, EXIT_INTERRUPTED, Worker, run_worker
 
-TINY_DATA = {"n_train": 600, "n_val": 200, "n_test": 200, "image_size": 8}
-
-
-def make_pop(root: Path, **overrides) -> Population:
-    cfg = dict(dataset="synthetic", dataset_kwargs=TINY_DATA, population_size=5, steps_per_child=20,
-               max_individuals=30, lock="flock", lease_ttl_s=4.0, heartbeat_s=0.5, checkpoint_every_s=0.3,
-               train={"check_every": 5, "poll_every": 2})
-    cfg.update(overrides)
-    return Population.create(str(root), cfg)
+#: this module's population (the rest: conftest's make_pop)
+POP_DEFAULTS = dict(population_size=5, steps_per_child=20, max_individuals=30, lease_ttl_s=4.0, heartbeat_s=0.5,
+                    checkpoint_every_s=0.3)
 
 
 def spawn(root: Path, *extra: str, quiet: bool = True) -> subprocess.Popen:
@@ -57,7 +51,7 @@ def check_invariants(root: Path, pop: Population) -> dict:
     return {"births": len(births), "deaths": len(deaths), "alive": sum(i.status == "alive" for i in inds.values())}
 
 
-def test_eight_workers_reach_the_budget(tmp_path):
+def test_eight_workers_reach_the_budget(tmp_path, make_pop):
     root = tmp_path / "pop"
     pop = make_pop(root, max_individuals=40, population_size=6)
     procs = [spawn(root) for _ in range(8)]
@@ -87,7 +81,7 @@ STORMS = {
 
 
 @pytest.mark.parametrize("lock, space", [("flock", "real2017"), ("none", "real2017"), ("flock", "amoebanet")])
-def test_sigkill_at_random_moments_loses_nothing(tmp_path, lock, space):
+def test_sigkill_at_random_moments_loses_nothing(tmp_path, lock, space, make_pop):
     """Kill workers with SIGKILL again and again; the population must recover fully."""
     root = tmp_path / "pop"
     storm = STORMS[space]
@@ -135,7 +129,7 @@ def test_sigkill_at_random_moments_loses_nothing(tmp_path, lock, space):
         assert {(ind.record["outcome"], ind.record["learning_rate"]) for ind in pop.individuals()} == {("ok", 0.1)}
 
 
-def test_sigterm_hands_the_child_back_and_resume_finishes_it_exactly(tmp_path):
+def test_sigterm_hands_the_child_back_and_resume_finishes_it_exactly(tmp_path, make_pop):
     root = tmp_path / "pop"
     pop = make_pop(root, population_size=2, steps_per_child=1000, max_individuals=2,
                    checkpoint_every_s=100.0)
@@ -166,7 +160,7 @@ def test_sigterm_hands_the_child_back_and_resume_finishes_it_exactly(tmp_path):
     assert all(r["steps_trained"] == 1000 for r in recs)
 
 
-def test_time_limit_exits_3_after_handing_back(tmp_path):
+def test_time_limit_exits_3_after_handing_back(tmp_path, make_pop):
     root = tmp_path / "pop"
     make_pop(root, population_size=2, steps_per_child=100000, max_individuals=2)
     t0 = time.time()
@@ -179,7 +173,7 @@ def test_time_limit_exits_3_after_handing_back(tmp_path):
     assert resume, "the interrupted child left no checkpoint"
 
 
-def test_nan_loss_is_recorded_not_fatal(tmp_path):
+def test_nan_loss_is_recorded_not_fatal(tmp_path, make_pop):
     root = tmp_path / "pop"
     bad = seed_dna((3, 8, 8), 10, learning_rate=1e30).to_dict()
     pop = make_pop(root, population_size=2, max_individuals=2, seed_dna=bad)
@@ -189,7 +183,7 @@ def test_nan_loss_is_recorded_not_fatal(tmp_path):
     assert all(ind.record["outcome"] == "nan_loss" and ind.status == "dead" for ind in recs)
 
 
-def test_torn_resume_checkpoint_trains_from_the_start(tmp_path):
+def test_torn_resume_checkpoint_trains_from_the_start(tmp_path, make_pop):
     root = tmp_path / "pop"
     make_pop(root, population_size=2, steps_per_child=100000, max_individuals=2)
     assert run_worker(str(root), time_limit_s=1.5, handle_signals=False, progress=lambda m: None) == 3
@@ -206,7 +200,7 @@ def test_torn_resume_checkpoint_trains_from_the_start(tmp_path):
     pop.release(task)
 
 
-def test_corrupt_parent_checkpoint_gives_fresh_weights(tmp_path):
+def test_corrupt_parent_checkpoint_gives_fresh_weights(tmp_path, make_pop):
     root = tmp_path / "pop"
     make_pop(root, population_size=2, max_individuals=4)
     assert run_worker(str(root), max_children=2, handle_signals=False, progress=lambda m: None) == EXIT_DONE
@@ -224,7 +218,7 @@ def test_corrupt_parent_checkpoint_gives_fresh_weights(tmp_path):
     assert any("parent weights unreadable" in m for m in messages)
 
 
-def test_checkpoint_is_loadable_safely(tmp_path):
+def test_checkpoint_is_loadable_safely(tmp_path, make_pop):
     root = tmp_path / "pop"
     pop = make_pop(root, population_size=2, max_individuals=2)
     run_worker(str(root), handle_signals=False, progress=lambda m: None)
@@ -234,7 +228,7 @@ def test_checkpoint_is_loadable_safely(tmp_path):
         assert json.loads((Path(ind.path) / "dna.json").read_text())["format_version"] == 1
 
 
-def test_out_of_memory_is_an_unfit_individual_not_a_dead_worker(tmp_path, monkeypatch):
+def test_out_of_memory_is_an_unfit_individual_not_a_dead_worker(tmp_path, monkeypatch, make_pop):
     import evo.worker.loop as worker_mod
 
     def oom(*args, **kwargs):
@@ -273,7 +267,7 @@ def test_worker_hands_back_a_task_taken_with_its_last_commit(tmp_path):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGUSR2, signal.SIGTERM])
-def test_a_signal_after_the_last_child_does_not_turn_a_clean_exit_into_a_kill(tmp_path, sig):
+def test_a_signal_after_the_last_child_does_not_turn_a_clean_exit_into_a_kill(tmp_path, sig, make_pop):
     """The batch script forwards Slurm's warning whenever it comes, also while a finished worker
     shuts down (torch's teardown takes a while): the worker must still exit 0, not die of it."""
     root = tmp_path / "pop"
@@ -310,7 +304,7 @@ def _torch_loaded(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux's /proc")
-def test_a_warning_during_start_up_is_kept_and_nothing_is_taken(tmp_path):
+def test_a_warning_during_start_up_is_kept_and_nothing_is_taken(tmp_path, make_pop):
     """SIGUSR2 while the worker still loads torch (seconds): kept; it exits 3 at once, claiming nothing."""
     root = tmp_path / "pop"
     pop = make_pop(root, population_size=2, steps_per_child=5, max_individuals=2)
@@ -350,7 +344,7 @@ def _accounted(root: Path) -> set[int]:
     return ids
 
 
-def test_a_parent_whose_dna_fails_validation_does_not_stop_the_evolution(tmp_path):
+def test_a_parent_whose_dna_fails_validation_does_not_stop_the_evolution(tmp_path, make_pop):
     root = tmp_path / "pop"
     pop = make_pop(root, population_size=3, max_individuals=10, lease_ttl_s=1.0, heartbeat_s=0.3,
                    max_attempts=2)
@@ -373,7 +367,7 @@ def test_a_parent_whose_dna_fails_validation_does_not_stop_the_evolution(tmp_pat
 
 
 @pytest.mark.parametrize("damage", ["invalid DNA", "malformed mutations"])
-def test_a_pending_task_that_cannot_be_used_is_set_aside_and_the_rest_is_trained(tmp_path, damage):
+def test_a_pending_task_that_cannot_be_used_is_set_aside_and_the_rest_is_trained(tmp_path, damage, make_pop):
     root = tmp_path / "pop"
     pop = make_pop(root, population_size=3, max_individuals=3, lease_ttl_s=1.0, heartbeat_s=0.3, max_attempts=2)
     first = sorted((root / "pending").iterdir())[0]
@@ -394,7 +388,7 @@ def test_a_pending_task_that_cannot_be_used_is_set_aside_and_the_rest_is_trained
     assert int(first.name) in _accounted(root)
 
 
-def test_unknown_keys_in_a_parents_dna_are_ignored(tmp_path):
+def test_unknown_keys_in_a_parents_dna_are_ignored(tmp_path, make_pop):
     root = tmp_path / "pop"
     pop = make_pop(root, population_size=2, max_individuals=4)
     assert run_worker(str(root), max_children=2, handle_signals=False, progress=lambda m: None) == EXIT_DONE
@@ -421,7 +415,7 @@ def _fail_with(kind: str):
 
 @pytest.mark.parametrize("kind", ["oserror", "runtimeerror"])
 @pytest.mark.parametrize("when", ["checkpoint", "commit"])
-def test_a_full_disk_hands_the_child_back_and_exits_with_one_line(tmp_path, monkeypatch, kind, when):
+def test_a_full_disk_hands_the_child_back_and_exits_with_one_line(tmp_path, monkeypatch, kind, when, make_pop):
     """torch.save failing for lack of space (ENOSPC, or torch's RuntimeError for it): the worker hands
     the child back and exits 2 with one line; once space is freed any worker finishes the child."""
     from click.testing import CliRunner
@@ -456,7 +450,7 @@ def test_a_full_disk_hands_the_child_back_and_exits_with_one_line(tmp_path, monk
     assert fsck(str(root)).ok
 
 
-def test_a_bad_device_or_a_missing_population_is_one_line_and_exit_2(tmp_path):
+def test_a_bad_device_or_a_missing_population_is_one_line_and_exit_2(tmp_path, make_pop):
     from click.testing import CliRunner
 
     from evo.cli import main
@@ -480,7 +474,7 @@ def test_a_bad_device_or_a_missing_population_is_one_line_and_exit_2(tmp_path):
     assert Population.open(str(root)).status()["pending"] == 2
 
 
-def test_the_child_inherits_through_the_seam_with_the_populations_mode(tmp_path, monkeypatch):
+def test_the_child_inherits_through_the_seam_with_the_populations_mode(tmp_path, monkeypatch, make_pop):
     root = tmp_path / "pop"
     make_pop(root, population_size=2, max_individuals=4)
     assert run_worker(str(root), max_children=2, handle_signals=False, progress=lambda m: None) == EXIT_DONE
@@ -508,7 +502,7 @@ def test_the_child_inherits_through_the_seam_with_the_populations_mode(tmp_path,
     assert inherited["copied"] == 0 and "no such layer" in inherited["error"]
 
 
-def test_a_commit_that_cannot_take_the_lock_keeps_the_trained_child_for_recovery(tmp_path):
+def test_a_commit_that_cannot_take_the_lock_keeps_the_trained_child_for_recovery(tmp_path, make_pop):
     """The lock held too long by another process when a trained child is committed: the worker must
     not hand the complete child back (it would be retrained as a parentless one); it goes on, and
     recovery commits the child with its parent and mutations once the lease lapses."""

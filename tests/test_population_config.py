@@ -57,6 +57,7 @@ def test_create_refuses_to_overwrite(tmp_path):
     ("keep_checkpoints", "top:0", "keep_checkpoints"),
     ("heartbeat_s", 400.0, "heartbeat_s"),
     ("max_individuals", 0, "max_individuals"),
+    ("max_individuals", 5, "max_individuals"),     # below the default population_size, as evo init refuses
     ("inheritance", "lamarck", "inheritance"),
     ("search_space", "nasnet", "search_space"),
     ("space_options", {"depth": 3}, "space_options"),

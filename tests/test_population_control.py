@@ -67,3 +67,21 @@ def test_reset_weights_retrains_every_living_individual(tmp_path):
     assert pop.read_control().reset_generation == 1
     assert [e for e in read_events(pop.root) if e["event"] == "reset"][0]["queued"] == 3
     assert fsck(pop.root).clean
+
+
+def test_finished_says_why_once_no_work_is_left(tmp_path):
+    pop = make(tmp_path, population_size=2, max_individuals=3)
+    me, rng = WorkerInfo.from_env(), random.Random(4)
+    assert pop.finished() is None                        # seeds pending
+    fill(pop, me, rng)
+    assert pop.finished() is None                        # budget left
+    task = pop.next_task(me, rng)
+    assert task and pop.finished() is None               # the last child in flight
+    pop.commit(task, {"n": task.child_id}, {"fitness": 0.5}, checkpoint=writer(b"w"))
+    assert pop.finished() == "budget of 3 individuals reached"
+    other = make(tmp_path, "other", population_size=2)
+    assert other.finished() is None
+    other.stop()
+    assert "stopped" in other.finished()
+    other.resume()
+    assert other.finished() is None

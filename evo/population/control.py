@@ -1,6 +1,6 @@
 """Run control of a running experiment: the knobs of ``control.json`` (mutations per child,
-pause, stop) and the paper's weight reset of the whole living population.  Running workers see
-a change at their next step."""
+pause, stop), the paper's weight reset of the whole living population, the budgets and whether
+the experiment is over.  Running workers see a change at their next step."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 from evo.base.files import atomic_write_json
 from evo.population.config import Control
 from evo.population.directory import PopulationDir
+from evo.population.grow import GROW_FILE
 from evo.population.layout import FITNESS_FILE, TASK_FILE, ConfigError, list_ids, load_json_or_none
 from evo.population.records import retrain_task
 
@@ -23,6 +24,41 @@ KNOBS = ("mutations_per_child", "paused", "stopped")
 class RunControl(PopulationDir):
     """The run-control commands (``evo control``, ``pause``, ``resume``, ``stop``,
     ``reset-weights``)."""
+
+    # ---------------------------------------------------------------------- budgets
+    # The individuals budget rests on id claims (robust without mutual exclusion): no individual
+    # with an id above max_individuals is ever created.  The FLOPs budget reads the running
+    # counter in state.json (exact under a lock; without one it may lose updates and fsck
+    # --repair recomputes it).
+    def _flops_budget(self, st: dict) -> str | None:
+        c = self.config
+        if c.max_flops is not None and float(st.get("flops", 0.0)) >= c.max_flops:
+            return f"budget of {c.max_flops:g} FLOPs reached"
+        return None
+
+    def _individuals_budget(self, next_id: int) -> str | None:
+        c = self.config
+        if c.max_individuals is not None and next_id > c.max_individuals:
+            return f"budget of {c.max_individuals} individuals reached"
+        return None
+
+    def finished(self) -> str | None:
+        """Why the experiment is over, or None while there is work left: stopped, or a budget
+        reached (a grow run: its last generation ended) with nothing pending or in flight.
+        Lock-free; a worker asked to stop while it holds no child asks this to exit 0 instead of
+        being requeued for nothing."""
+        if self.read_control().stopped:
+            return "the experiment was stopped (`evo resume` clears it)"
+        if self._list_pending() or self._list_inflight():
+            return None
+        hit = self._individuals_budget(self.read_next_id()) or self._flops_budget(self.read_state())
+        if hit:
+            return hit
+        if self.config.strategy == "grow":
+            grow = load_json_or_none(os.path.join(self.root, GROW_FILE), warn=False) or {}
+            if grow.get("phase") == "finished":
+                return "the grow run is over (its last generation ended)"
+        return None
 
     def set_control(self, **changes: Any) -> Control:
         """Change run-control knobs (mutations_per_child, paused, stopped); running workers see

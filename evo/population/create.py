@@ -38,7 +38,8 @@ __all__ = ["create_population", "make_config"]
 
 def make_config(config: Config | dict | None, overrides: dict[str, Any]) -> Config:
     """The validated config of a new population: ``config`` (a Config, a dict or None for the
-    defaults) with ``overrides`` applied."""
+    defaults) with ``overrides`` applied, checked as ``evo init`` checks it (a budget of fewer
+    individuals than the population's seeds is refused)."""
     if config is None or isinstance(config, dict):  # grow: its defaults unless the dict says otherwise
         config = Config.from_dict(grow_defaults({**(config or {}), **overrides}))
         overrides = {}
@@ -47,7 +48,7 @@ def make_config(config: Config | dict | None, overrides: dict[str, Any]) -> Conf
     for k in overrides:
         if k not in {f.name for f in dataclasses.fields(Config)}:
             Config.from_dict({k: None})  # raises with a hint
-    return dataclasses.replace(config, **overrides).validate()
+    return dataclasses.replace(config, **overrides).validate(at_init=True)
 
 
 def create_population(root: str, config: Config) -> Config:

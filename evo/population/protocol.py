@@ -94,23 +94,6 @@ class Population(RunControl, Recovery, Growth):
     """A population directory: the protocol's steps (selection, commit, release) on top of its
     files (:class:`~evo.population.directory.PopulationDir`).  Use :meth:`create` or :meth:`open`."""
 
-    # ---------------------------------------------------------------------- budgets
-    # The individuals budget rests on id claims (robust without mutual exclusion): no individual
-    # with an id above max_individuals is ever created.  The FLOPs budget reads the running
-    # counter in state.json (exact under a lock; without one it may lose updates and fsck
-    # --repair recomputes it).
-    def _flops_budget(self, st: dict) -> str | None:
-        c = self.config
-        if c.max_flops is not None and float(st.get("flops", 0.0)) >= c.max_flops:
-            return f"budget of {c.max_flops:g} FLOPs reached"
-        return None
-
-    def _individuals_budget(self, next_id: int) -> str | None:
-        c = self.config
-        if c.max_individuals is not None and next_id > c.max_individuals:
-            return f"budget of {c.max_individuals} individuals reached"
-        return None
-
     # ---------------------------------------------------------------------- next_task
     def next_task(self, worker: WorkerInfo, rng: random.Random | None = None) -> Task | Wait:
         """Hand out the next unit of work, or a :class:`Wait`.

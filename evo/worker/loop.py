@@ -428,20 +428,9 @@ class Worker:
         flight), read without the lock, else None.  A worker asked to stop while it holds no child
         exits 0 then, not 3: its Slurm task ends instead of being requeued for nothing."""
         try:
-            st = self.pop.status()
+            return self.pop.finished()
         except Exception:  # noqa: BLE001 - unknown: the caller's interruption stands
             return None
-        if (st.get("control") or {}).get("stopped"):
-            return "the experiment was stopped (`evo resume` clears it)"
-        if st.get("pending") or st.get("inflight"):
-            return None
-        budget = st.get("budget") or {}
-        maxi, maxf = budget.get("max_individuals"), budget.get("max_flops")
-        if maxi is not None and int(st.get("next_id") or 0) > maxi:
-            return f"budget of {maxi} individuals reached"
-        if maxf is not None and float(st.get("flops") or 0.0) >= maxf:
-            return f"budget of {maxf:g} FLOPs reached"
-        return None
 
     def _hand_back_next(self, reason: str) -> None:
         """Release a task taken with the last commit that this worker will not train."""

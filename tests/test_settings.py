@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from evo.network.settings import SettingsError, TrainConfig, check_train_settings
+from evo.network.settings import SettingsError, TrainConfig, check_train_settings, parse_device
 
 
 def test_settings_import_no_torch():
@@ -43,6 +43,21 @@ def test_wrong_types_and_ranges_name_the_setting_and_the_fix(settings, name):
     msg = str(e.value)
     assert "\n" not in msg and name in msg and "fix:" in msg
     assert isinstance(e.value, ValueError)
+
+
+@pytest.mark.parametrize("text, parsed", [("auto", ("auto", None)), ("cpu", ("cpu", None)), ("cuda", ("cuda", None)),
+                                          ("cuda:3", ("cuda", 3)), ("mps", ("mps", None))])
+def test_one_device_parser_reads_every_form(text, parsed):
+    assert parse_device(text) == parsed
+    assert TrainConfig(device=text).validate().device == text
+
+
+@pytest.mark.parametrize("text", ["tpu:7", "cuda:", "cuda:x", "cuda:-1", "CPU", " cpu", "", None, 0])
+def test_one_device_parser_refuses_the_rest_in_every_caller(text):
+    with pytest.raises(SettingsError, match="auto, cpu, cuda, cuda:N"):
+        parse_device(text)
+    with pytest.raises(SettingsError, match="device"):
+        TrainConfig(device=text).validate()
 
 
 def test_unknown_and_worker_set_settings_are_refused():

@@ -24,13 +24,13 @@ from __future__ import annotations
 import errno
 import functools
 import json
-import re
 from pathlib import Path
 from typing import Any, Callable
 
 import click
 
 from evo import __version__
+from evo.network.settings import DEVICE_FORMS, SettingsError, parse_device
 
 __all__ = ["EXIT_OK", "EXIT_FAILED", "EXIT_NEEDS_FIX", "EXIT_INTERRUPTED", "EXIT_CODES", "DEVICE", "UserError",
            "emit", "exit_code_of", "friendly", "main", "open_population", "parse_kv"]
@@ -126,16 +126,19 @@ def parse_kv(pairs: tuple[str, ...], what: str) -> dict[str, Any]:
 
 
 class _Device(click.ParamType):
-    """``--device``: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``, checked without torch."""
+    """``--device``: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``, checked without torch
+    (:func:`evo.network.settings.parse_device`, the one parser of device strings)."""
 
     name = "device"
-    FORMS = "auto, cpu, cuda, cuda:N (N = 0, 1, ...) or mps"
+    FORMS = DEVICE_FORMS
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
         text = str(value).strip()
-        if re.fullmatch(r"auto|cpu|cuda|cuda:\d+|mps", text):
-            return text
-        raise UserError(f"--device {value!r}: not a device evo can use; use {self.FORMS}")
+        try:
+            parse_device(text)
+        except SettingsError as exc:
+            raise UserError(str(exc)) from None
+        return text
 
 
 DEVICE = _Device()

@@ -27,11 +27,13 @@ import math
 from typing import Any, Mapping
 
 __all__ = [
+    "DEVICE_FORMS",
     "RECIPES",
     "WORKER_SET",
     "SettingsError",
     "TrainConfig",
     "check_train_settings",
+    "parse_device",
 ]
 
 RECIPES = ("paper", "fast")
@@ -42,6 +44,23 @@ WORKER_SET = ("steps", "seed", "device", "checkpoint_every_s")
 
 class SettingsError(ValueError):
     """A training setting of the wrong type or out of range; the message names the setting and the fix."""
+
+
+#: the devices evo trains on, as a user writes them (``--device``, ``train.device``)
+DEVICE_FORMS = "auto, cpu, cuda, cuda:N (N = 0, 1, ...) or mps"
+
+
+def parse_device(value: Any, what: str = "--device") -> tuple[str, int | None]:
+    """``(kind, index)`` of a device string: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``
+    (``index`` is N for ``cuda:N``, else None), checked without torch: the one parser behind the
+    CLI's ``--device``, :meth:`TrainConfig.validate` and the worker's check on its node.
+    Raises :class:`SettingsError` naming ``what`` and the forms that are accepted."""
+    text = value if isinstance(value, str) else None
+    if text in ("auto", "cpu", "cuda", "mps"):
+        return text, None
+    if text is not None and text.startswith("cuda:") and text[5:].isdigit() and text[5:].isascii():
+        return "cuda", int(text[5:])
+    raise SettingsError(f"{what} {value!r}: not a device evo can use; fix: use {DEVICE_FORMS}")
 
 
 @dataclasses.dataclass
@@ -154,10 +173,10 @@ class TrainConfig:
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise bad(name, " or ".join(allowed))
-        dev = self.device
-        if not isinstance(dev, str) or not (dev in ("auto", "cpu", "cuda", "mps")
-                                            or (dev.startswith("cuda:") and dev[5:].isdigit())):
-            raise bad("device", "auto, cpu, cuda or cuda:N")
+        try:
+            parse_device(self.device, "training setting device")
+        except SettingsError:
+            raise bad("device", DEVICE_FORMS) from None
         return self
 
     # ------------------------------------------------------------------------------------------ the recipe

@@ -37,6 +37,7 @@ from evo.genome import GenomeError, MutationError, SearchSpace, search_space, sp
 from evo.network.data import Dataset, load_dataset
 from evo.worker.signals import StopRequest
 from evo.population import LeaseLost, Population, StoreError, Task, Wait, WorkerInfo
+from evo.network.settings import SettingsError, parse_device
 from evo.network.train import StateError, TrainConfig, TrainResult, load_state, save_state, train
 from evo.network.weights import load_state_dict
 from evo.worker.codes import EXIT_DONE, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_NEEDS_FIX
@@ -78,25 +79,25 @@ class NeedsFix(Exception):
 
 
 def pick_device(device: str | None) -> str:
-    """``--device``: cpu, cuda, cuda:N or mps, checked on this node (None or "auto": CUDA when there is one)."""
-    if device in (None, "", "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
+    """``--device`` read by :func:`evo.network.settings.parse_device` and checked on this node
+    (None or "auto": CUDA when there is one)."""
+    if device in (None, ""):
+        device = "auto"
     try:
-        dev = torch.device(str(device))
-    except (RuntimeError, ValueError):
-        raise NeedsFix(f"--device {device}: not a device evo can train on. Fix: use cpu, cuda or cuda:N") from None
-    if dev.type == "cuda":
+        kind, index = parse_device(device)
+    except SettingsError as exc:
+        raise NeedsFix(str(exc)) from None
+    if kind == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if kind == "cuda":
         if not torch.cuda.is_available():
             raise NeedsFix(f"--device {device}: this node has no CUDA device. Fix: run on a GPU node, or use "
                            f"--device cpu")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
+        if index is not None and index >= torch.cuda.device_count():
             raise NeedsFix(f"--device {device}: this node has {torch.cuda.device_count()} CUDA device(s). Fix: "
                            f"use cuda:0 .. cuda:{torch.cuda.device_count() - 1}, or plain cuda")
-    elif dev.type == "mps":
-        if not torch.backends.mps.is_available():
-            raise NeedsFix(f"--device {device}: MPS is not available here. Fix: use --device cpu")
-    elif dev.type != "cpu":
-        raise NeedsFix(f"--device {device}: evo trains on cpu, cuda or mps only. Fix: use one of those")
+    elif kind == "mps" and not torch.backends.mps.is_available():
+        raise NeedsFix(f"--device {device}: MPS is not available here. Fix: use --device cpu")
     return str(device)
 
 

@@ -133,6 +133,31 @@ def test_not_a_population_is_exit_2_in_every_command(tmp_path):
     assert all("not an evo population" in line and str(tmp_path) in line for line in lines.values()), lines
 
 
+def _popdir_commands(group=main, prefix=()):
+    """Every command (subcommands included) that takes a POPDIR argument."""
+    import click
+
+    from evo.cli.group import POPDIR
+
+    for name, cmd in sorted(group.commands.items()):
+        if isinstance(cmd, click.Group):
+            yield from _popdir_commands(cmd, prefix + (name,))
+        elif any(isinstance(p, click.Argument) and p.type is POPDIR for p in cmd.params):
+            yield prefix + (name,)
+
+
+def test_a_population_directory_that_does_not_exist_is_one_line_and_exit_2_in_every_command(tmp_path):
+    missing = tmp_path / "no-such-pop"
+    commands = list(_popdir_commands())
+    assert {("status",), ("worker",), ("fsck",), ("show",), ("report",), ("submit",)} <= set(commands), commands
+    for cmd in commands:
+        line = one_line_error(run(*cmd, str(missing)))
+        assert str(missing) in line and "no such directory" in line and "evo init" in line, (cmd, line)
+    (tmp_path / "file").write_text("x")
+    line = one_line_error(run("status", str(tmp_path / "file")))
+    assert "is a file" in line, line
+
+
 def test_a_bad_device_names_the_option_and_the_valid_forms(tmp_path):
     pop = tmp_path / "pop"
     assert run("init", str(pop), "-P", "2", "--steps-per-child", "10", *TINY).exit_code == 0

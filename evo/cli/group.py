@@ -32,8 +32,8 @@ import click
 from evo import __version__
 from evo.network.settings import DEVICE_FORMS, SettingsError, parse_device
 
-__all__ = ["EXIT_OK", "EXIT_FAILED", "EXIT_NEEDS_FIX", "EXIT_INTERRUPTED", "EXIT_CODES", "DEVICE", "UserError",
-           "emit", "exit_code_of", "friendly", "main", "open_population", "parse_kv"]
+__all__ = ["EXIT_OK", "EXIT_FAILED", "EXIT_NEEDS_FIX", "EXIT_INTERRUPTED", "EXIT_CODES", "DEVICE", "POPDIR",
+           "UserError", "emit", "exit_code_of", "friendly", "main", "open_population", "parse_kv"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -142,6 +142,26 @@ class _Device(click.ParamType):
 
 
 DEVICE = _Device()
+
+
+class _PopDir(click.ParamType):
+    """``POPDIR``: an existing directory, else one line (exit 2) naming it and the fix; whether it
+    holds a population is the population layer's check (``NotAPopulationError``, exit 2 too)."""
+
+    name = "popdir"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Path:
+        path = Path(value)
+        if not path.exists():
+            raise UserError(f"{path}: no such directory. Fix: check the path, or create a population with "
+                            f"`evo init {path}`")
+        if not path.is_dir():
+            raise UserError(f"{path} is a file, not a population directory. Fix: give the directory "
+                            f"`evo init` created")
+        return path
+
+
+POPDIR = _PopDir()
 
 
 def open_population(popdir: Path | str) -> Any:

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from evo.cli.group import DEVICE, UserError, emit, friendly, main
+from evo.cli.group import DEVICE, POPDIR, UserError, emit, friendly, main
 from evo.cli.text import count, fmt, mutation_text, sci, table
 
 
@@ -87,7 +87,7 @@ def _status_text(d: dict) -> str:
 
 
 @main.command()
-@click.argument("popdir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("popdir", type=POPDIR)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object instead of text.")
 @friendly
 def status(popdir: Path, as_json: bool) -> None:
@@ -101,7 +101,7 @@ def status(popdir: Path, as_json: bool) -> None:
 
 
 @main.command()
-@click.argument("popdir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("popdir", type=POPDIR)
 @click.option("-n", "n", type=click.IntRange(min=1), default=10, show_default=True, help="How many to show.")
 @click.option("--alive", "alive_only", is_flag=True, help="Only living individuals.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
@@ -217,7 +217,7 @@ def _genome_lines(d: dict, shape: str) -> list[str]:
 
 
 @main.command()
-@click.argument("popdir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("popdir", type=POPDIR)
 @click.argument("individual", metavar="ID")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @friendly
@@ -229,7 +229,7 @@ def show(popdir: Path, individual: str, as_json: bool) -> None:
 
 
 @main.command()
-@click.argument("popdir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("popdir", type=POPDIR)
 @click.argument("individual", metavar="ID")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @friendly
@@ -273,7 +273,7 @@ def lineage(popdir: Path, individual: str, as_json: bool) -> None:
 
 
 @main.command()
-@click.argument("popdir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("popdir", type=POPDIR)
 @click.argument("individual", metavar="ID")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write to FILE: .dot (DOT source), .png, .svg or .pdf (rendered with Graphviz `dot`).")
@@ -312,7 +312,7 @@ def graph(popdir: Path, individual: str, output: Path | None, as_json: bool) -> 
 
 
 @main.command()
-@click.argument("popdir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("popdir", type=POPDIR)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="The figure file (.png, .svg, .pdf).")
 @click.option("--x", "axis", type=click.Choice(["time", "individuals", "flops"]), default="time", show_default=True,
@@ -350,7 +350,7 @@ def _pick_one(h: Any, individual: str | None, best: bool) -> int:
 
 
 @main.command()
-@click.argument("popdir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("popdir", type=POPDIR)
 @click.argument("individual", metavar="[ID]", required=False)
 @click.option("--best", is_flag=True, help="The individual with the highest validation accuracy.")
 @click.option("--top", "top_k", type=click.IntRange(min=1), default=None,
@@ -392,7 +392,7 @@ def export(popdir: Path, individual: str | None, best: bool, top_k: int | None, 
 
 
 @main.command()
-@click.argument("popdir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("popdir", type=POPDIR)
 @click.option("--best", is_flag=True, help="The best individual by validation accuracy.")
 @click.option("--top", "top_k", type=click.IntRange(min=1), default=None,
               help="The K best individuals whose weights are kept.")

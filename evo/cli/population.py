@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from evo.cli.group import EXIT_FAILED, UserError, emit, friendly, main, open_population, parse_kv
+from evo.cli.group import EXIT_FAILED, POPDIR, UserError, emit, friendly, main, open_population, parse_kv
 from evo.genome import space_names
 
 
@@ -162,7 +162,7 @@ def _space(cfg: dict[str, Any], fields: dict[str, Any], space_opt: tuple[str, ..
 
 
 @main.command()
-@click.argument("popdir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("popdir", type=POPDIR)
 @click.option("--mutations-per-child", type=int, default=None,
               help="Mutations per child from now on (the paper's escape: 5 for a few generations, then 1).")
 @click.option("--json", "as_json", is_flag=True)
@@ -176,7 +176,7 @@ def control(popdir: Path, mutations_per_child: int | None, as_json: bool) -> Non
 
 
 @main.command("reset-weights")
-@click.argument("popdir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("popdir", type=POPDIR)
 @friendly
 def reset_weights_cmd(popdir: Path) -> None:
     """Retrain every living individual from scratch with its DNA (the paper's plateau escape)."""
@@ -195,7 +195,7 @@ _KNOB_EFFECT = {
 
 def _knob(name: str, doc: str) -> None:
     @main.command(name, help=doc)
-    @click.argument("popdir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+    @click.argument("popdir", type=POPDIR)
     @friendly
     def cmd(popdir: Path) -> None:
         ctl = getattr(open_population(popdir), name)()
@@ -208,7 +208,7 @@ _knob("resume", "Clear pause and stop: workers go on (start new ones if they exi
 
 
 @main.command()
-@click.argument("popdir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("popdir", type=POPDIR)
 @click.option("--repair", is_flag=True, help="Fix what can be fixed; never deletes a completed individual.")
 @click.option("--json", "as_json", is_flag=True)
 @friendly

@@ -6,12 +6,11 @@ from pathlib import Path
 
 import click
 
-from evo.cli.group import emit, friendly, main
+from evo.cli.group import POPDIR, emit, friendly, main
 
 
 @main.command("report")
-@click.argument("popdirs", nargs=-1, required=True, metavar="POPDIR...",
-                type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("popdirs", nargs=-1, required=True, metavar="POPDIR...", type=POPDIR)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=Path("report.html"),
               show_default=True, help="The HTML file to write.")
 @click.option("--title", default=None, help="Page title.")

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import click
 
-from evo.cli.group import DEVICE, EXIT_FAILED, emit, exit_code_of, friendly, main
+from evo.cli.group import DEVICE, EXIT_FAILED, POPDIR, emit, exit_code_of, friendly, main
 
 
 @main.command()
-@click.argument("popdir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("popdir", type=POPDIR)
 @click.option("--time-limit", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Seconds to work before handing the in-flight child back and exiting with code 3.")
 @click.option("--worker-id", default=None, help="Name in leases and records (default: job id, host, pid).")
@@ -98,7 +98,7 @@ def _demo_report(ctx: click.Context, directory: Path) -> None:
 
 # ------------------------------------------------------------------------------------------ submit
 @main.command()
-@click.argument("popdir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("popdir", type=POPDIR)
 @click.option("--workers", "-n", type=click.IntRange(min=1), required=True,
               help="Workers to submit (the size of the job array).")
 @click.option("--parallel", "--max-running", "parallel", type=click.IntRange(min=1), default=None,

@@ -113,6 +113,31 @@ def test_fsck_prints_a_readable_report_and_exit_status(tmp_path):
     assert "[repaired]" in r.output and r.exit_code == 0, r.output
 
 
+def test_fsck_loads_each_living_checkpoint_into_its_genomes_network(tmp_path):
+    """A whole checkpoint of the wrong shape (a classifier with one input too many) is found by `evo
+    fsck`, which loads every living checkpoint through evo.network.weights; --repair retrains it."""
+    import torch
+
+    from evo.genome import search_space
+
+    pop = tmp_path / "pop"
+    assert run("init", str(pop), "-P", "2", "--steps-per-child", "10", "--max-individuals", "2", *TINY).exit_code == 0
+    assert run("worker", str(pop), "-q").exit_code == 0
+    assert run("fsck", str(pop)).exit_code == 0
+    victim = sorted((pop / "alive").iterdir())[0]
+    space = search_space("real2017")
+    state = space.build(space.from_json((victim / "dna.json").read_text())).state_dict()
+    rows, cols = state["head.weight"].shape
+    state["head.weight"] = torch.zeros(rows, cols + 1)
+    torch.save(state, victim / "checkpoint.pt")                # a whole file, of the wrong shape
+    r = run("fsck", str(pop))
+    assert r.exit_code == 1 and str(victim / "checkpoint.pt") in r.output, r.output
+    assert "does not fit its genome" in r.output and f"head.weight ({rows}, {cols + 1})" in r.output, r.output
+    r = run("fsck", str(pop), "--repair")
+    assert "[repaired]" in r.output and r.exit_code == 0, r.output
+    assert run("fsck", str(pop)).exit_code == 0
+
+
 def test_missing_population_is_a_clear_error(tmp_path):
     r = run("worker", str(tmp_path))
     assert r.exit_code != 0

@@ -48,3 +48,35 @@ def test_a_grow_run_from_init_to_its_ensemble(tmp_path):
     assert "state: finished" in r.output
     d = json.loads(run("status", pop, "--json").output)
     assert d["grow"]["final_ensemble"]["ids"] == ens["ids"] and d["state"] == "finished"
+
+
+def test_each_members_accuracy_in_the_final_ensemble_is_its_fitness(tmp_path, monkeypatch):
+    """The fast recipe measures a fitness with test-time flips (and the weight average, kept as the
+    weights); the final ensemble measures its members through the same evaluation with the same
+    settings, so a member's validation accuracy there is its recorded fitness. (It measured them
+    without the flips, so a member showed less than its fitness.)"""
+    import evo.network.evaluation as evaluation
+    import evo.network.train as training
+
+    calls: list[tuple[str, dict]] = []
+
+    def spy(where, real):
+        def evaluate(*args, **kwargs):
+            calls.append((where, {k: kwargs.get(k) for k in ("amp", "channels_last", "tta")}))
+            return real(*args, **kwargs)
+        return evaluate
+
+    monkeypatch.setattr(training, "evaluate", spy("fitness", evaluation.evaluate))
+    monkeypatch.setattr(evaluation, "evaluate", spy("later", evaluation.evaluate))
+    pop = tmp_path / "pop"
+    r = run("init", pop, "-P", "2", "--strategy", "grow", "--grow-children", "2", "--grow-survivors", "2",
+            "--grow-generations", "1", "--steps-per-child", "30", "--seed", "3", "--train-opt", "recipe=fast", *TINY)
+    assert r.exit_code == 0, r.output
+    r = run("worker", pop, "-q")
+    assert r.exit_code == 0, r.output
+    ens = Population.open(str(pop)).grow_state()["final_ensemble"]
+    fitness = [json.loads((pop / "alive" / str(i) / "fitness.json").read_text())["fitness"] for i in ens["ids"]]
+    assert ens["members_val_accuracy"] == fitness
+    how = {where: {json.dumps(kw, sort_keys=True) for w, kw in calls if w == where} for where in ("fitness", "later")}
+    assert how["fitness"] == how["later"] == {json.dumps({"amp": True, "channels_last": True, "tta": True},
+                                                         sort_keys=True)}, calls

@@ -38,3 +38,25 @@ def test_the_callers_error_type_and_fix():
 
     with pytest.raises(MyError, match="fix: run it again"):
         load_weights("/nonexistent/x.pt", error=MyError, fix="run it again")
+
+
+def test_a_network_is_loaded_strictly_from_its_genome_and_a_mismatch_names_the_file(tmp_path):
+    from evo.genome import search_space
+    from evo.network.weights import checkpoint_check, load_network
+
+    space = search_space("real2017")
+    dna = space.seed((3, 8, 8), 10)
+    state = space.build(dna).state_dict()
+    state["head.bias"] = torch.full_like(state["head.bias"], 0.5)
+    torch.save(state, tmp_path / "ok.pt")
+    net = load_network(space, dna, tmp_path / "ok.pt")
+    assert not net.training and torch.equal(net.state_dict()["head.bias"], state["head.bias"])
+    checkpoint_check(space)(str(tmp_path / "ok.pt"), space.to_dict(dna))
+    wrong = dict(state, **{"head.weight": torch.zeros(10, 4), "extra": torch.zeros(1)})
+    del wrong["head.bias"]
+    torch.save(wrong, tmp_path / "wrong.pt")
+    with pytest.raises(WeightsError, match=r"wrong\.pt does not fit its genome \(missing head\.bias; unexpected "
+                                           r"extra; shape of head\.weight \(10, 4\) instead of \(10, 3\)\); fix:"):
+        load_network(space, dna, tmp_path / "wrong.pt")
+    with pytest.raises(WeightsError, match="does not fit"):
+        checkpoint_check(space)(str(tmp_path / "wrong.pt"), space.to_dict(dna))

@@ -3,10 +3,10 @@
 The only place where evo touches the test split.  As in Real et al. 2017, "best" is chosen by
 validation accuracy and then evaluated on the test split; an ensemble averages the softmax
 probabilities of its members (:class:`evo.network.ensemble.EnsembleModel`).  Accuracy is measured
-by the network layer's own evaluation (:func:`evo.network.evaluation.evaluate`, with the
-population's training settings), the one that computes every child's validation accuracy, so
-that a test accuracy means the same as a fitness: in particular an image whose output is not
-finite counts as wrong.  torch is imported only when :func:`evaluate_test` is called.
+by the network layer's own evaluation (:mod:`evo.network.evaluation`, as the population's training
+settings say), the one that computes every child's validation accuracy, so that a test accuracy
+means the same as a fitness: in particular an image whose output is not finite counts as wrong.
+torch is imported only when :func:`evaluate_test` is called.
 
 Results are appended to ``POPDIR/evaluations.jsonl`` (one JSON object per line).
 """
@@ -30,30 +30,19 @@ __all__ = ["EVALUATIONS_FILE", "evaluate_test", "record_evaluation", "read_evalu
 EVALUATIONS_FILE = "evaluations.jsonl"
 
 
-def _ensemble(nets: list, mean: Sequence[float], std: Sequence[float]) -> Any:
-    """The network layer's ensemble of ``nets`` (the mean of their softmax probabilities, the
-    paper's ensemble); it takes images in [0, 1] and normalises them per member.  A member's
-    non-finite output makes the mean non-finite, so the image counts as wrong."""
-    from evo.network.ensemble import EnsembleModel
-    from evo.network.export import ExportedModel
-
-    return EnsembleModel([ExportedModel(n, mean, std) for n in nets]).eval()
-
-
 def evaluate_test(pop: str | os.PathLike | History, ids: Sequence[int], *, ensemble: bool = False,
                   device: str | None = None, batch_size: int = 500, dataset: Any = None) -> dict[str, Any]:
     """Test-set accuracy of each individual in ``ids`` and, with ``ensemble``, of their
     ensemble (the average of their softmax probabilities, as in the paper).
 
     Each accuracy is measured as the population's workers measure a fitness (its training
-    settings' ``amp``, ``channels_last`` and the fast recipe's test-time flips).  Returns
-    ``{"dataset", "n_test", "models": [{"id", "fitness", "test_accuracy"}], "ensemble": {"ids",
+    settings' :attr:`~evo.network.settings.TrainConfig.evaluation`).  Returns ``{"dataset",
+    "n_test", "models": [{"id", "fitness", "test_accuracy"}], "ensemble": {"ids",
     "test_accuracy"} or None, ...}``.
     """
     import torch
 
-    from evo.network.data import to_device
-    from evo.network.evaluation import evaluate
+    from evo.network.evaluation import evaluate_ensemble, evaluate_split
     from evo.network.settings import check_train_settings
 
     h = history_of(pop)
@@ -64,27 +53,18 @@ def evaluate_test(pop: str | os.PathLike | History, ids: Sequence[int], *, ensem
     if ds.test_x is None or len(ds.test_x) == 0:
         raise NoTestSplitError(f"data set {h.config.dataset!r} ({dict(h.config.dataset_kwargs)}) has no test split; "
                                f"evo evaluate needs one (synthetic: n_test > 0; imagefolder: test_root=DIR)")
-    tc = check_train_settings(h.config.train)
-    how = {"amp": tc.amp, "channels_last": tc.channels_last, "tta": tc.fast and tc.tta}  # as train() measures
+    how = check_train_settings(h.config.train).evaluation
     if device in (None, "", "auto"):
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dev = torch.device(device)
-    dd = to_device(ds, dev)
-    x, y = dd.split("test")
-    models = []
-    nets = []
-    for i in ids:
-        net = load_individual_model(h, i, device=str(dev))
-        acc = evaluate(net, x, y, batch_size, mean=dd.mean, std=dd.std, **how)
-        models.append({"id": i, "fitness": h[i].fitness, "test_accuracy": acc})
-        if ensemble:
-            nets.append(net)
+    nets = [load_individual_model(h, i, device=str(dev)) for i in ids]
     ens = None
     if ensemble and nets:
-        # the ensemble normalises inside (per member): give it the images in [0, 1]
-        unit = (0.0,) * len(ds.mean), (1.0,) * len(ds.std)
-        acc = evaluate(_ensemble(nets, ds.mean, ds.std).to(dev), x, y, batch_size, mean=unit[0], std=unit[1], **how)
+        acc, singles = evaluate_ensemble(nets, ds, "test", batch_size, **how)
         ens = {"ids": ids, "test_accuracy": acc}
+    else:
+        singles = [evaluate_split(net, ds, "test", batch_size, **how) for net in nets]
+    models = [{"id": i, "fitness": h[i].fitness, "test_accuracy": acc} for i, acc in zip(ids, singles)]
     return {"popdir": h.root, "dataset": h.config.dataset, "dataset_kwargs": dict(h.config.dataset_kwargs),
             "n_test": int(len(ds.test_x)), "split_seed": getattr(ds, "split_seed", None), "models": models,
             "ensemble": ens, "device": str(dev)}

@@ -45,10 +45,13 @@ def load_individual_weights(h: History, i: int) -> tuple[str, dict]:
 
     ck = checkpoint_of(h, i)
     try:
-        return ck, load_state_dict(ck, "cpu", fix=f"run `evo fsck --repair {h.root}` to retrain that individual, "
-                                                  f"or choose another one")
+        return ck, load_state_dict(ck, "cpu", fix=_fix(h))
     except WeightsError as exc:
         raise AnalysisError(str(exc)) from None
+
+
+def _fix(h: History) -> str:
+    return f"run `evo fsck --repair {h.root}` to retrain that individual, or choose another one"
 
 
 def _genome(h: History, i: int) -> Any:
@@ -65,15 +68,15 @@ def load_individual_model(pop: str | os.PathLike | History, i: int, device: str 
     that normalises its own inputs.
     """
     from evo.genome import space_of
+    from evo.network.weights import WeightsError, load_network
 
     h = history_of(pop)
-    ck, weights = load_individual_weights(h, i)
+    ck = checkpoint_of(h, i)
     space = space_of(h.config)
-    net = space.build(space.from_dict(h.dna(i)))
-    missing, unexpected = net.load_state_dict(weights, strict=False)
-    if missing or unexpected:
-        raise AnalysisError(f"{ck}: weights do not fit the DNA of {i} (missing {missing}, unexpected {unexpected})")
-    return net.to(device).eval()
+    try:
+        return load_network(space, space.from_dict(h.dna(i)), ck, device, fix=_fix(h))
+    except WeightsError as exc:
+        raise AnalysisError(str(exc)) from None
 
 
 def load_population_dataset(h: History) -> Any:

@@ -16,36 +16,27 @@ _DATASETS: dict[str, Any] = {}
 
 
 def _dataset(h: Any) -> Any:
-    from evo.network.data import load_dataset
+    """The population's data set, loaded once per process for the runs of a suite that share it."""
+    from evo.analysis.models import load_population_dataset
 
     key = json.dumps([h.config.dataset, dict(h.config.dataset_kwargs)], sort_keys=True, default=str)
     if key not in _DATASETS:
-        _DATASETS[key] = load_dataset(h.config.dataset, **dict(h.config.dataset_kwargs))
+        _DATASETS[key] = load_population_dataset(h)
     return _DATASETS[key]
 
 
 def ensemble_val_accuracy(h: Any, ids: Sequence[int], batch_size: int = 500) -> float:
     """Validation accuracy of the mean softmax of the models ``ids`` of the loaded population ``h``
-    (an :class:`evo.analysis.History`).  Raises :class:`evo.analysis.NoCheckpointError` when a
-    model's weights were not kept."""
-    import torch
-
+    (an :class:`evo.analysis.History`), measured as their fitness was
+    (:func:`evo.network.evaluation.evaluate_ensemble` with the population's training settings).
+    Raises :class:`evo.analysis.NoCheckpointError` when a model's weights were not kept."""
     from evo import analysis
-    from evo.network.data import normalize
+    from evo.network.evaluation import evaluate_ensemble
+    from evo.network.settings import check_train_settings
 
     if not ids:
         raise ValueError("an ensemble needs at least one model")
-    ds = _dataset(h)
-    x, y = ds.val_x, ds.val_y
     nets = [analysis.load_individual_model(h, int(i)) for i in ids]
-    correct = 0
-    with torch.no_grad():
-        for k in range(0, len(x), batch_size):
-            xb = normalize(x[k:k + batch_size], ds.mean, ds.std)
-            p = None
-            for net in nets:
-                q = torch.softmax(net(xb).float(), dim=1)
-                q = torch.where(torch.isfinite(q), q, torch.zeros_like(q))
-                p = q if p is None else p + q
-            correct += int((p.argmax(1) == y[k:k + batch_size]).sum().item())
-    return correct / max(1, len(x))
+    accuracy, _ = evaluate_ensemble(nets, _dataset(h), "val", batch_size,
+                                    **check_train_settings(h.config.train).evaluation)
+    return accuracy

@@ -213,10 +213,20 @@ _knob("resume", "Clear pause and stop: workers go on (start new ones if they exi
 @click.option("--json", "as_json", is_flag=True)
 @friendly
 def fsck(popdir: Path, repair: bool, as_json: bool) -> None:
-    """Check every invariant of the population directory (exit 1 when problems remain)."""
+    """Check every invariant of the population directory (exit 1 when problems remain); each living
+    individual's checkpoint is loaded into the network its genome describes."""
+    from evo.genome import GenomeError, space_of
     from evo.population import fsck as run_fsck
 
-    report = run_fsck(str(popdir), repair=repair)
+    try:
+        space = space_of(open_population(popdir).config)
+    except GenomeError:
+        check = None  # a space this version does not know: fsck says so, and checks the files only
+    else:
+        from evo.network.weights import checkpoint_check
+
+        check = checkpoint_check(space)
+    report = run_fsck(str(popdir), repair=repair, check_checkpoint=check)
     emit(report.to_dict(), as_json, lambda d: str(report))
     if not report.ok:
         sys.exit(EXIT_FAILED)

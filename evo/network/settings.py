@@ -185,6 +185,14 @@ class TrainConfig:
         return self.recipe == "fast"
 
     @property
+    def evaluation(self) -> dict[str, bool]:
+        """How this recipe measures an accuracy (the keywords of ``evo.network.evaluation.evaluate``):
+        bf16 autocast on CUDA, channels_last, and test-time flips in the fast recipe only. A child's
+        fitness is measured so, and so is every later measurement of its kept weights (``evo evaluate``,
+        ensembles), so that they agree."""
+        return {"amp": self.amp, "channels_last": self.channels_last, "tta": self.fast and self.tta}
+
+    @property
     def eval_passes(self) -> int:
         """Forward passes per image at evaluation: 2 with the fast recipe's test-time flips (the image and
         its mirror), else 1; the worker counts each in a child's FLOPs."""

@@ -346,6 +346,5 @@ def train(model: nn.Module, dataset: Dataset | DeviceData, lr: float, config: Tr
             return TrainResult(None, step, outcome, reason, last_loss, time.perf_counter() - t0, ips,
                                state=snapshot(), **done)
 
-    fitness = evaluate(model, dd.val_x, dd.val_y, cfg.eval_batch_size, mean=dd.mean, std=dd.std, amp=cfg.amp,
-                       channels_last=cfg.channels_last, tta=fast and cfg.tta)
+    fitness = evaluate(model, dd.val_x, dd.val_y, cfg.eval_batch_size, mean=dd.mean, std=dd.std, **cfg.evaluation)
     return TrainResult(fitness, step, "ok", "", last_loss, time.perf_counter() - t0, ips, **done)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping
 
 import torch
+from torch import nn
 
-__all__ = ["WeightsError", "load_weights", "load_state_dict"]
+__all__ = ["WeightsError", "checkpoint_check", "load_network", "load_weights", "load_state_dict"]
 
 
 class WeightsError(Exception):
@@ -48,3 +49,45 @@ def load_state_dict(path: str | os.PathLike, map_location: str | torch.device = 
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise error(f"{path} holds no network weights (a {type(state).__name__}); fix: {fix}")
     return state
+
+
+def load_network(space: Any, genome: Any, path: str | os.PathLike, map_location: str | torch.device = "cpu", *,
+                 fix: str = "delete it and train that network again",
+                 error: type[WeightsError] = WeightsError) -> nn.Module:
+    """The network ``genome`` describes, built by its search space ``space``, with the weights of
+    ``path`` loaded strictly (every tensor present, of its shape), in eval mode on ``map_location``.
+
+    A file that cannot be read, or whose tensors do not fit the genome, raises ``error`` naming the
+    file, what does not fit and ``fix``: the one way evo puts a kept checkpoint back into a network
+    (``evo fsck``, the analysis, a grow run's final ensemble)."""
+    state = load_state_dict(path, "cpu", fix=fix, error=error)
+    net = space.build(genome)
+    mismatch = _mismatch(net.state_dict(), state)
+    if mismatch:
+        raise error(f"{path} does not fit its genome ({mismatch}); fix: {fix}")
+    net.load_state_dict(state, strict=True)
+    return net.to(map_location).eval()
+
+
+def checkpoint_check(space: Any) -> Callable[[str, Mapping[str, Any]], None]:
+    """``check_checkpoint(path, dna)`` for the population's fsck (which imports no torch): the
+    checkpoint loads through :func:`load_network` into the network its ``dna.json`` describes in
+    the population's search space ``space``; it raises to say why not."""
+    def check(path: str, dna: Mapping[str, Any]) -> None:
+        load_network(space, space.from_dict(dna), path)
+
+    return check
+
+
+def _mismatch(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> str:
+    """What keeps ``state`` from loading into a network whose state dict is ``own`` ("" if nothing)."""
+    def some(names: list[str]) -> str:
+        return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [f"{k} {tuple(state[k].shape)} instead of {tuple(own[k].shape)}" for k in own
+              if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    parts = ([f"missing {some(missing)}"] if missing else []) + \
+        ([f"unexpected {some(unexpected)}"] if unexpected else []) + ([f"shape of {some(shapes)}"] if shapes else [])
+    return "; ".join(parts)

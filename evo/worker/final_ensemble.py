@@ -16,9 +16,9 @@ import torch
 
 from evo.genome.space import SearchSpace
 from evo.network.data import Dataset
-from evo.network.ensemble import EnsembleModel
-from evo.network.evaluation import evaluate_split
-from evo.network.weights import load_state_dict
+from evo.network.evaluation import evaluate_ensemble
+from evo.network.settings import check_train_settings
+from evo.network.weights import load_network
 from evo.population import Population
 from evo.population.layout import CHECKPOINT_FILE, DNA_FILE, load_json
 
@@ -28,7 +28,9 @@ __all__ = ["record_final_ensemble"]
 def record_final_ensemble(pop: Population, space: SearchSpace, dataset: Dataset, device: torch.device | str = "cpu",
                           progress: Callable[[str], None] = lambda msg: None) -> dict[str, Any] | None:
     """Measure and record the final ensemble of a finished grow run (nothing if not finished or
-    already recorded); returns the record."""
+    already recorded); returns the record.  Each member is measured as its fitness was (the
+    population's training settings: test-time flips in the fast recipe), so that a member's
+    accuracy here is its fitness."""
     st = pop.grow_state()
     if st.get("phase") != "finished" or st.get("final_ensemble") or not st.get("survivors"):
         return None
@@ -36,18 +38,17 @@ def record_final_ensemble(pop: Population, space: SearchSpace, dataset: Dataset,
     for i in st["survivors"]:
         d = pop.alive_path(i)
         try:
-            net = space.build(space.from_dict(load_json(os.path.join(d, DNA_FILE))))
-            net.load_state_dict(load_state_dict(os.path.join(d, CHECKPOINT_FILE), "cpu"))
+            genome = space.from_dict(load_json(os.path.join(d, DNA_FILE)))
+            nets.append(load_network(space, genome, os.path.join(d, CHECKPOINT_FILE), device))
         except Exception as exc:  # noqa: BLE001 - a member that cannot be read is left out, and said so
             progress(f"final ensemble: individual {i} left out ({type(exc).__name__}: {str(exc)[:200]})")
             continue
-        nets.append(net.to(device).eval())
         ids.append(i)
     if not nets:
         return None
-    singles = [evaluate_split(n, dataset, "val") for n in nets]
-    record = {"ids": ids, "val_accuracy": evaluate_split(EnsembleModel(nets).eval(), dataset, "val"),
-              "members_val_accuracy": singles, "measured_at": time.time()}
+    how = check_train_settings(pop.config.train)
+    accuracy, singles = evaluate_ensemble(nets, dataset, "val", how.eval_batch_size, **how.evaluation)
+    record = {"ids": ids, "val_accuracy": accuracy, "members_val_accuracy": singles, "measured_at": time.time()}
     pop.record_final_ensemble(record)
     progress(f"final ensemble of {len(ids)}: validation accuracy {record['val_accuracy']:.4f} "
              f"(best member {max(singles):.4f})")

@@ -217,13 +217,7 @@ def _cmap(n: int) -> list:
     return [cm(k % 10) for k in range(max(n, 1))]
 
 
-_TRENDS = (("depth", "depth (convolutions on the backbone)", False),
-           ("params", "parameters", True),
-           ("n_skips", "skip connections", False),
-           ("n_strided", "strided convolutions", False),
-           ("learning_rate", "learning rate", True),
-           ("fitness", "validation accuracy", False))
-#: titles of the metrics of other search spaces (the rest are titled by their names)
+#: titles of the metrics of a space without its own panels (the rest are titled by their names)
 _TITLES = {"depth": "depth (weighted layers on the longest path)", "params": "parameters",
            "learning_rate": "learning rate", "fitness": "validation accuracy",
            "normal": "normal cell: op counts, outputs (medians)",
@@ -231,11 +225,12 @@ _TITLES = {"depth": "depth (weighted layers on the longest path)", "params": "pa
 
 
 def _trend_panels(t: dict) -> list[tuple[str, list[str], bool, int]]:
-    """The panels (title, metrics, log scale, prefix to strip from the legend) of a trends dict: real2017's six, or for another space
-    depth, parameters, validation accuracy and one panel per group of counts (amoebanet: the op
-    counts of each cell); a metric that never changes (the number of cells) is left out."""
-    if t.get("space", "real2017") == "real2017":
-        return [(title, [m], log, 0) for m, title, log in _TRENDS]
+    """The panels (title, metrics, log scale, prefix to strip from the legend) of a trends dict: the
+    search space's own (``trend_panels``: real2017's six), or depth, parameters, validation accuracy
+    and one panel per group of counts (amoebanet: the op counts of each cell); a metric that never
+    changes (the number of cells) is left out."""
+    if t.get("panels"):
+        return [(title, [m], bool(log), 0) for m, title, log in t["panels"]]
     from evo.analysis.trends import metric_groups
 
     def constant(m: str) -> bool:

@@ -78,7 +78,7 @@ def test_status_top_show_lineage_and_graph(pop):
     d = json.loads(run("show", pop, child, "--json"))
     assert d["search_space"] == {"name": "amoebanet", "options": {"N": 1, "F": 4}}
     assert [t["title"] for t in d["tables"]][:2] == ["normal cell", "reduction cell"]
-    assert d["stats"]["n_cells"] == 5 and d["learning_rate"] == 0.05 and d["vertices"] == []
+    assert d["stats"]["n_cells"] == 5 and d["learning_rate"] == 0.05 and not d["genome_learning_rate"]
     text = run("show", pop, child)
     assert "amoebanet F=4 N=1; learning rate 0.05" in text and "normal cell" in text and "in output" in text
     assert "stack (N=1, F=4" in text and "fitness record" in text

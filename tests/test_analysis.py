@@ -20,8 +20,10 @@ from pathlib import Path
 
 import pytest
 
+import evo
 from evo import analysis
 from evo.analysis import loading as loading_module
+from evo.analysis.records import DNA_FIELDS
 from evo.population import Population
 from populations import _BUILT, POP_KW, _DNA, make_fake_population
 
@@ -161,7 +163,7 @@ def test_status_dict(history):
 def test_describe_and_unknown(history):
     b = history.best()
     d = analysis.describe(history, b.id)
-    assert d["id"] == b.id and d["checkpoint"] and d["vertices"] and d["edges"]
+    assert d["id"] == b.id and d["checkpoint"] and [t["title"] for t in d["tables"]] == ["vertices", "edges"]
     assert d["record"]["fitness"] == b.fitness
     with pytest.raises(analysis.UnknownIndividualError, match="no committed individual 9999"):
         history[9999]
@@ -202,10 +204,10 @@ def test_individual_killed_while_loading(population, tmp_path, monkeypatch):
     victim = h0.alive()[0].id
     real = loading_module.read_individual
 
-    def racing(directory, i, with_dna):
+    def racing(directory, i, space):
         if i == victim and "/alive/" in directory and os.path.isdir(directory):
             os.rename(directory, pop / "dead" / "0" / str(victim))  # a worker kills it right now
-        return real(directory, i, with_dna)
+        return real(directory, i, space)
 
     monkeypatch.setattr(loading_module, "read_individual", racing)
     h = analysis.load(pop, cache=False)
@@ -293,10 +295,14 @@ def test_many_dead_individuals_and_the_cache(tmp_path, monkeypatch):
     assert st["counts"]["dead"] == 2500 and st["best"]["fitness"] == max(r.fitness for r in h2)
 
 
-def test_dna_stats():
-    s = analysis.dna_stats(_DNA)
-    assert s == {"n_convs": 1, "n_skips": 1, "n_strided": 1, "downsampling": 2, "max_channels": 8}
-    assert analysis.dna_stats({})["n_convs"] == 0
+def test_genome_numbers_come_from_the_search_space():
+    from evo.analysis.records import genome_numbers
+
+    s = genome_numbers(evo.search_space("real2017"), _DNA)
+    assert {k: s[k] for k in DNA_FIELDS} == {"n_convs": 1, "n_skips": 1, "n_strided": 1, "downsampling": 2,
+                                             "max_channels": 8}
+    assert genome_numbers(evo.search_space("real2017"), {}) == {}     # unreadable: unknown, not zero
+    assert genome_numbers(None, _DNA) == {}
 
 
 def test_import_does_not_pull_torch():

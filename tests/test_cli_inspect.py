@@ -123,8 +123,11 @@ def test_show(population, history):
     assert d["id"] == child.id and d["parent"]["id"] == child.parent_id
     assert [m["name"] for m in d["mutations"]] == list(child.mutations)
     dna = json.loads((Path(history.path_of(child.id)) / "dna.json").read_text())
-    assert len(d["edges"]) == len(dna["edges"]) and len(d["vertices"]) == len(dna["vertices"])
-    assert all(v["shape"] for v in d["vertices"])
+    tables = {t["title"]: t for t in d["tables"]}
+    assert len(tables["edges"]["rows"]) == len(dna["edges"]) and len(tables["vertices"]["rows"]) == len(dna["vertices"])
+    assert all(row[-1] != "-" for row in tables["vertices"]["rows"])   # every vertex has its shape
+    assert d["search_space"]["name"] == "real2017" and d["stats"]["n_convs"] == sum(
+        e["type"] == "CONV" for e in dna["edges"])
 
 
 def test_lineage(population, history):

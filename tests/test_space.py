@@ -172,6 +172,24 @@ def test_describe_counts_the_architecture(space):
                      "max_channels": 16, "learning_rate": 0.1}
 
 
+def test_tables_show_the_vertices_with_shapes_and_the_edges(space):
+    d = space.to_dict(space.seed(SHAPE, 10))
+    d["vertices"] += [{"id": 3, "type": "BN_RELU"}]
+    d["edges"] = [
+        {"id": 2, "src": 0, "dst": 3, "type": "CONV", "channels": 8, "kernel": [3, 3], "stride": 2, "skip": False},
+        {"id": 4, "src": 3, "dst": 1, "type": "IDENTITY", "skip": False},
+        {"id": 5, "src": 0, "dst": 1, "type": "IDENTITY", "skip": True},
+    ]
+    d["next_id"] = 6
+    vertices, edges = space.tables(space.from_dict(d))
+    assert vertices["columns"] == ["id", "type", "role", "shape (CxHxW)"]
+    assert {r[0]: r[2:] for r in vertices["rows"]} == {0: ["input", "3x16x16"], 1: ["output", "8x8x8"],
+                                                       3: ["", "8x8x8"]}
+    assert edges["rows"] == [[2, 0, 3, "CONV", 8, "3x3", 2, ""], [4, 3, 1, "IDENTITY", "-", "-", "-", ""],
+                             [5, 0, 1, "IDENTITY", "-", "-", "-", "skip"]]
+    json.dumps([vertices, edges])
+
+
 def test_an_exported_model_records_its_space_and_loads_through_it(space, tmp_path):
     torch = pytest.importorskip("torch")
     from evo.network.export import export_model, load_model

@@ -35,7 +35,7 @@ from evo.analysis.evaluation import EVALUATIONS_FILE, evaluate_test, read_evalua
 from evo.analysis.history import X_AXES, Curve, History
 from evo.analysis.loading import best_so_far, lineage, load
 from evo.analysis.models import checkpoint_of, export_ensemble, export_individual, load_individual_model
-from evo.analysis.records import IndividualSummary, dna_stats
+from evo.analysis.records import IndividualSummary
 from evo.analysis.status import format_duration, status
 
 __all__ = [
@@ -51,7 +51,6 @@ __all__ = [
     "best_so_far",
     "status",
     "describe",
-    "dna_stats",
     "X_AXES",
     "EVALUATIONS_FILE",
     "checkpoint_of",

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
 import warnings
@@ -24,8 +23,9 @@ import numpy as np
 
 from evo.analysis.cache import DeadCache
 from evo.analysis.errors import AnalysisError, UnknownIndividualError
-from evo.analysis.records import CACHED_FIELDS, IndividualSummary, dna_stats, number
-from evo.base.files import atomic_write, read_bytes
+from evo.analysis.records import (CACHED_FIELDS, DNA_FIELDS, IndividualSummary, counting_space, genome_numbers,
+                                  integer, number, read_dna)
+from evo.base.files import atomic_write
 from evo.population import Config, read_events
 from evo.population.layout import (
     ALIVE,
@@ -306,19 +306,16 @@ class History:
 
     # ----------------------------------------------------------------- architecture
     def fill_dna_stats(self) -> None:
-        """Read the DNA of every individual whose architecture counts are missing."""
-        todo = [r for r in self.individuals if r.n_convs is None]
+        """Read the DNA of every individual whose architecture counts are missing, and keep the
+        counts that the population's search space gives (nothing for a space that gives none)."""
+        space = counting_space(self.config)
+        todo = [r for r in self.individuals if r.n_convs is None] if space is not None else []
         for r in todo:
-            d = self.path_of(r.id)
-            try:
-                dna = json.loads(read_bytes(os.path.join(d, DNA_FILE)))
-            except (OSError, ValueError, UnicodeDecodeError):
-                continue
-            if isinstance(dna, dict):
-                for k, v in dna_stats(dna).items():
-                    setattr(r, k, v)
-                if r.learning_rate is None:
-                    r.learning_rate = number(dna.get("learning_rate"))
+            numbers = genome_numbers(space, read_dna(self.path_of(r.id)))
+            for k in DNA_FIELDS:
+                setattr(r, k, integer(numbers.get(k)))
+            if r.learning_rate is None:
+                r.learning_rate = number(numbers.get("learning_rate"))
         if todo and self._cache is not None:
             # remember the counts of the dead for the next load
             rows = [(r.id, self._dead_inodes[r.id], [getattr(r, k) for k in CACHED_FIELDS]) for r in todo
@@ -329,13 +326,12 @@ class History:
         """How the architectures change over the run, in the metrics of the population's search space.
 
         The individuals (in birth order) are cut into ``bins`` groups along ``axis``; for each
-        metric (real2017: ``depth``, ``params``, ``n_convs``, ``n_skips``, ``n_strided``,
-        ``downsampling``, ``learning_rate``, ``fitness``; another space: the numbers of its
-        ``describe``, for amoebanet the op counts per cell, with ``params``, ``learning_rate`` and
-        ``fitness``) the median and quartiles of each group, and the value of the best-so-far
-        individual at the end of the group.  Returns ``{"axis", "space", "metrics", "x" (bin
-        centres), "n" (individuals per bin), metric: {"median", "q25", "q75", "best"}}``; NaN where
-        a bin is empty (:func:`evo.analysis.trends.architecture_trends`).
+        metric (the space's ``trend_metrics``, or every number of its ``describe``: for amoebanet
+        the op counts per cell; with ``params``, ``learning_rate`` and ``fitness``) the median and
+        quartiles of each group, and the value of the best-so-far individual at the end of the
+        group.  Returns ``{"axis", "space", "metrics", "panels", "x" (bin centres), "n"
+        (individuals per bin), metric: {"median", "q25", "q75", "best"}}``; NaN where a bin is
+        empty (:func:`evo.analysis.trends.architecture_trends`).
         """
         from evo.analysis.trends import architecture_trends
 

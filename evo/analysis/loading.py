@@ -19,8 +19,8 @@ from typing import Any
 
 from evo.analysis.cache import DeadCache
 from evo.analysis.history import Curve, History, listdir, shard_of
-from evo.analysis.records import (CACHED_FIELDS, IndividualSummary, read_individual, read_individuals,
-                                  summary_from_values, values_from_record)
+from evo.analysis.records import (CACHED_FIELDS, IndividualSummary, counting_space, genome_numbers, read_individual,
+                                  read_individuals, summary_from_values, values_from_record)
 from evo.population import Population
 from evo.population.layout import (
     ALIVE,
@@ -56,7 +56,7 @@ def _scan_ids(d: str) -> dict[int, int]:
     return out
 
 
-def _read_parallel(jobs: list[tuple[str, int]], with_dna: bool, workers: int) -> list[tuple[list | None, str | None]]:
+def _read_parallel(jobs: list[tuple[str, int]], space: Any, workers: int) -> list[tuple[list | None, str | None]]:
     import concurrent.futures as cf
     import multiprocessing as mp
 
@@ -65,7 +65,7 @@ def _read_parallel(jobs: list[tuple[str, int]], with_dna: bool, workers: int) ->
     chunks = [jobs[k:k + size] for k in range(0, len(jobs), size)]
     ctx = mp.get_context("forkserver" if sys.platform.startswith("linux") else "spawn")
     with cf.ProcessPoolExecutor(max_workers=n, mp_context=ctx) as ex:
-        parts = list(ex.map(read_individuals, chunks, [with_dna] * len(chunks)))
+        parts = list(ex.map(read_individuals, chunks, [space] * len(chunks)))
     return [x for p in parts for x in p]
 
 
@@ -73,10 +73,11 @@ def load(popdir: str | os.PathLike, *, with_dna: bool = False, cache: bool | str
          workers: int | None = None) -> History:
     """Read every committed individual of the population at ``popdir``.
 
-    Lock-free and read-only.  ``with_dna``: also read each DNA for the architecture counts
-    (skips, strides, ...; cached for the dead).  ``cache``: keep and use the per-user cache of
-    the dead (True), a directory for it (str), or neither (False).  ``workers``: processes for
-    a first read of many files (default: the CPUs, at most 8; 1 reads in this process).
+    Lock-free and read-only.  ``with_dna``: also read each DNA for the architecture counts that
+    the population's search space gives (skips, strides, ...; cached for the dead).  ``cache``:
+    keep and use the per-user cache of the dead (True), a directory for it (str), or neither
+    (False).  ``workers``: processes for a first read of many files (default: the CPUs, at most
+    8; 1 reads in this process).
     Raises :class:`evo.store.NotAPopulationError` if ``popdir`` is not a population.
     """
     t_start = time.perf_counter()
@@ -108,7 +109,8 @@ def load(popdir: str | os.PathLike, *, with_dna: bool = False, cache: bool | str
         records: dict[int, IndividualSummary] = {}
         jobs: list[tuple[str, int]] = []
         hits = 0
-        need_dna = with_dna
+        space = counting_space(cfg) if with_dna else None  # None: no counts to read
+        need_dna = space is not None
         entries = dc.entries if dc is not None else {}
         for i, ino in dead.items():
             ent = entries.get(i)
@@ -121,11 +123,11 @@ def load(popdir: str | os.PathLike, *, with_dna: bool = False, cache: bool | str
         results: list[tuple[list | None, str | None]] | None = None
         if len(jobs) >= PARALLEL_MIN and nworkers > 1:
             try:
-                results = _read_parallel(jobs, with_dna, nworkers)
+                results = _read_parallel(jobs, space, nworkers)
             except Exception:  # noqa: BLE001 - no pool here (sandbox, frozen app): read serially
                 results = None
         if results is None:
-            results = read_individuals(jobs, with_dna)
+            results = read_individuals(jobs, space)
         new_rows = []
         for (p, i), (vals, err) in zip(jobs, results):
             if vals is None:
@@ -143,11 +145,11 @@ def load(popdir: str | os.PathLike, *, with_dna: bool = False, cache: bool | str
         for i in sorted(alive):
             if i in dead:
                 continue  # killed between the two listings
-            vals, err = read_individual(os.path.join(root, ALIVE, str(i)), i, with_dna)
+            vals, err = read_individual(os.path.join(root, ALIVE, str(i)), i, space)
             if vals is None and err == "missing":
                 # killed since the listing: it is in dead/ now
                 dp = os.path.join(root, DEAD, shard_of(i), str(i))
-                vals, err = read_individual(dp, i, with_dna)
+                vals, err = read_individual(dp, i, space)
                 if vals is not None:
                     records[i] = summary_from_values(vals, "dead")
                     continue
@@ -175,8 +177,8 @@ def load(popdir: str | os.PathLike, *, with_dna: bool = False, cache: bool | str
                             break
                         rec = None
                 if rec is not None and rec.get("outcome") == "ok":
-                    dna = load_json_or_none(os.path.join(d, DNA_FILE), warn=False) if with_dna else None
-                    records[i] = summary_from_values(values_from_record(rec, dna), "retraining")
+                    dna = load_json_or_none(os.path.join(d, DNA_FILE), warn=False) if need_dna else None
+                    records[i] = summary_from_values(values_from_record(rec, genome_numbers(space, dna)), "retraining")
 
     for w in caught:
         problems.append(str(w.message))

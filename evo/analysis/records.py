@@ -14,14 +14,15 @@ import json
 import math
 import os
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from evo.base.slurm import slurm_job_id
 from evo.base.files import read_bytes
-from evo.population.layout import DNA_FILE, FITNESS_FILE
+from evo.population.layout import DNA_FILE, FITNESS_FILE, load_json_or_none
 
-__all__ = ["IndividualSummary", "dna_stats", "read_individual", "read_individuals", "summary_from_values",
-           "values_from_record", "CACHED_FIELDS", "DNA_FIELDS", "integer", "number"]
+__all__ = ["IndividualSummary", "counting_space", "genome_numbers", "read_dna", "read_individual",
+           "read_individuals", "summary_from_values", "values_from_record", "CACHED_FIELDS", "DNA_FIELDS", "integer",
+           "number"]
 
 
 @dataclass(slots=True)
@@ -36,9 +37,10 @@ class IndividualSummary:
     reset-weights`` increments it); ``lineage_depth`` counts its ancestors back to a seed.
     ``status`` is ``alive``, ``dead`` or ``retraining`` (a living individual queued or being
     retrained by ``reset-weights``).  ``slurm_job`` is the Slurm job it was trained in
-    (``12345_7`` for an array task).  The DNA-derived counts (``n_convs``, ``n_skips``,
-    ``n_strided``, ``downsampling``, ``max_channels``) are None unless the DNA was read
-    (``load(..., with_dna=True)`` or :meth:`History.fill_dna_stats`).
+    (``12345_7`` for an array task).  The architecture counts (``n_convs``, ``n_skips``,
+    ``n_strided``, ``downsampling``, ``max_channels``) are the numbers of those names that the
+    population's search space's ``describe`` gives (:data:`DNA_FIELDS`), None unless the DNA was read
+    (``load(..., with_dna=True)`` or :meth:`History.fill_dna_stats`) and the space gives them.
     """
 
     id: int
@@ -121,40 +123,37 @@ def _str(x: Any) -> str | None:
     return x if isinstance(x, str) else (None if x is None else str(x))
 
 
-def dna_stats(dna: dict) -> dict[str, int]:
-    """Architecture counts of a DNA dict (``dna.json``), pure Python and tolerant.
-
-    ``n_convs``: convolutions; ``n_skips``: skip connections; ``n_strided``: convolutions with
-    stride > 1; ``downsampling``: product of the strides along the backbone (input to output);
-    ``max_channels``: the widest convolution.
-    """
-    edges = [e for e in dna.get("edges") or [] if isinstance(e, dict)]
-    convs = [e for e in edges if e.get("type") == "CONV"]
-    primary = {e.get("dst"): e for e in edges if not e.get("skip")}
-    down = 1
-    v = dna.get("output_vertex")
-    seen = set()
-    while v in primary and v != dna.get("input_vertex") and v not in seen:
-        seen.add(v)
-        e = primary[v]
-        if e.get("type") == "CONV":
-            down *= int(e.get("stride") or 1)
-        v = e.get("src")
-    return {
-        "n_convs": len(convs),
-        "n_skips": sum(1 for e in edges if e.get("skip")),
-        "n_strided": sum(1 for e in convs if int(e.get("stride") or 1) > 1),
-        "downsampling": down,
-        "max_channels": max((int(e.get("channels") or 0) for e in convs), default=0),
-    }
+def genome_numbers(space: Any, dna: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The numbers that the population's search space's ``describe`` gives for the genome ``dna``
+    (a ``dna.json`` object); {} when there is no space or it cannot read the genome (a torn or foreign
+    one: its counts stay unknown).  Never raises."""
+    if space is None or dna is None:
+        return {}
+    try:
+        return dict(space.describe(space.from_dict(dna)))
+    except Exception:  # noqa: BLE001 - whatever the space's reader raises: unknown counts
+        return {}
 
 
-def values_from_record(rec: dict, dna: dict | None) -> list:
-    """The :data:`CACHED_FIELDS` values of a fitness record (and of its DNA, when read)."""
+def counting_space(config: Any) -> Any:
+    """The population's search space when its ``trend_metrics`` include a :data:`DNA_FIELDS` count
+    (those worth reading every ``dna.json`` for, and caching), else None."""
+    from evo.genome import GenomeError, space_of
+
+    try:
+        space = space_of(config)
+    except GenomeError:
+        return None
+    return space if set(space.trend_metrics) & set(DNA_FIELDS) else None
+
+
+def values_from_record(rec: dict, numbers: Mapping[str, Any] | None = None) -> list:
+    """The :data:`CACHED_FIELDS` values of a fitness record (and of its genome's numbers, from
+    :func:`genome_numbers`, when its DNA was read)."""
     muts = rec.get("mutations") or []
     names = tuple(str(m.get("name")) if isinstance(m, dict) else str(m) for m in muts) \
         if isinstance(muts, list) else ()
-    stats = dna_stats(dna) if dna is not None else {}
+    stats = numbers or {}
     vals = {
         "id": rec.get("id"),
         "parent_id": integer(rec.get("parent_id")),
@@ -176,18 +175,17 @@ def values_from_record(rec: dict, dna: dict | None) -> list:
                                   rec.get("slurm_array_task_id")),
         "attempts": integer(rec.get("attempts")),
         "reason": _str(rec.get("reason")) or None,
-        **{k: stats.get(k) for k in DNA_FIELDS},
+        **{k: integer(stats.get(k)) for k in DNA_FIELDS},
     }
-    if dna is not None:
-        lr = number(dna.get("learning_rate"))
-        if vals["learning_rate"] is None and lr is not None:
-            vals["learning_rate"] = lr
+    if vals["learning_rate"] is None:
+        vals["learning_rate"] = number(stats.get("learning_rate"))
     return [vals[k] for k in CACHED_FIELDS]
 
 
-def read_individual(directory: str, expect_id: int, with_dna: bool) -> tuple[list | None, str | None]:
+def read_individual(directory: str, expect_id: int, space: Any = None) -> tuple[list | None, str | None]:
     """(values, None) or (None, problem) for one individual's directory; problem ``"missing"``
-    when it has no fitness record (it moved away meanwhile).  Never raises."""
+    when it has no fitness record (it moved away meanwhile).  ``space``: also read its DNA and
+    keep the counts this search space gives (:func:`counting_space`).  Never raises."""
     fpath = os.path.join(directory, FITNESS_FILE)
     try:
         rec = json.loads(read_bytes(fpath))
@@ -201,20 +199,20 @@ def read_individual(directory: str, expect_id: int, with_dna: bool) -> tuple[lis
         return None, f"{fpath}: unreadable ({e}); skipped"
     if rec.get("id") != expect_id:
         return None, f"{fpath}: record id {rec.get('id')!r} != directory id {expect_id}; skipped (run evo fsck)"
-    dna = None
-    if with_dna:
-        try:
-            dna = json.loads(read_bytes(os.path.join(directory, DNA_FILE)))
-            if not isinstance(dna, dict):
-                dna = None
-        except (OSError, ValueError, UnicodeDecodeError):
-            dna = None
-    return values_from_record(rec, dna), None
+    return values_from_record(rec, genome_numbers(space, read_dna(directory)) if space is not None else None), None
 
 
-def read_individuals(jobs: list[tuple[str, int]], with_dna: bool) -> list[tuple[list | None, str | None]]:
+def read_dna(directory: str) -> dict | None:
+    """The ``dna.json`` object of an individual's directory, or None (missing, torn, unreadable)."""
+    try:
+        return load_json_or_none(os.path.join(directory, DNA_FILE), warn=False)
+    except OSError:
+        return None
+
+
+def read_individuals(jobs: list[tuple[str, int]], space: Any = None) -> list[tuple[list | None, str | None]]:
     """:func:`read_individual` of each (directory, id); module-level so that a process pool can run it."""
-    return [read_individual(d, i, with_dna) for d, i in jobs]
+    return [read_individual(d, i, space) for d, i in jobs]
 
 
 def summary_from_values(values: Sequence, status: str) -> IndividualSummary:

@@ -2,11 +2,12 @@
 
 The individuals, in birth order, are cut into bins along an axis (:meth:`History.positions`); for
 each metric the median and quartiles of every bin and the value of the best-so-far individual at its
-end.  The metrics are the search space's: for ``real2017`` the DNA counts of
-:func:`evo.analysis.records.dna_stats` (depth, convolutions, skips, strides, learning rate; cached
-for the dead); for another space the numbers of ``space.describe`` (for ``amoebanet``: depth, cells,
-and how often each op occurs in each cell), read from every ``dna.json``.  Parameters and the
-validation accuracy come from the fitness records in every space.  Pure Python (numpy, no torch).
+end.  The metrics are the search space's: the numbers of ``space.describe`` named by its
+``trend_metrics`` (real2017: depth, convolutions, skips, strides, ...: the counts an
+:class:`~evo.analysis.records.IndividualSummary` keeps, cached for the dead), or every number it
+gives (amoebanet: depth, cells, and how often each op occurs in each cell), read from every
+``dna.json``.  Parameters, the learning rate and the validation accuracy come from the fitness
+records in every space.  Pure Python (numpy, no torch); this module knows no genome.
 """
 
 from __future__ import annotations
@@ -17,16 +18,14 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from evo.analysis.errors import AnalysisError
+from evo.analysis.records import DNA_FIELDS
 
 if TYPE_CHECKING:
     from evo.analysis.history import History
     from evo.analysis.records import IndividualSummary
 
-__all__ = ["REAL2017_METRICS", "architecture_trends", "metric_groups", "trend_values"]
+__all__ = ["RECORD_METRICS", "architecture_trends", "metric_groups", "trend_values"]
 
-#: the metrics of a real2017 population (records and DNA counts)
-REAL2017_METRICS = ("depth", "params", "n_convs", "n_skips", "n_strided", "downsampling", "learning_rate",
-                    "fitness")
 #: read from the fitness records, in every space
 RECORD_METRICS = ("params", "learning_rate", "fitness")
 
@@ -44,26 +43,30 @@ def _space(h: "History") -> Any:
 def trend_values(h: "History", order: Sequence["IndividualSummary"]) -> tuple[str, dict[str, np.ndarray]]:
     """(the space's name, ``{metric: values of the individuals of order}``; NaN where unknown)."""
     space = _space(h)
-    if space is None or space.name == "real2017":
-        h.fill_dna_stats()
-        return "real2017" if space is None else space.name, {m: h.array(m, order) for m in REAL2017_METRICS}
-    from evo.genome import GenomeError
+    values: dict[str, np.ndarray] = {}
+    wanted = list(space.trend_metrics) if space is not None else []
+    if wanted and all(m in DNA_FIELDS or m == "depth" for m in wanted):
+        h.fill_dna_stats()  # the counts an IndividualSummary keeps (cached for the dead); depth: the record's
+        values = {m: h.array(m, order) for m in wanted}
+    elif space is not None:
+        from evo.genome import GenomeError
 
-    described: list[dict[str, Any]] = []
-    for r in order:
-        try:
-            described.append(space.describe(space.from_dict(h.dna(r.id))))
-        except (AnalysisError, GenomeError, TypeError, ValueError, KeyError):
-            described.append({})  # a DNA gone or unreadable: NaN in every metric of the genome
-    keys: list[str] = []
-    for d in described:
-        keys += [k for k, v in d.items() if k not in keys and k not in RECORD_METRICS and _is_number(v)]
-    values = {k: np.array([float(d[k]) if _is_number(d.get(k)) else np.nan for d in described]) for k in keys}
+        described: list[dict[str, Any]] = []
+        for r in order:
+            try:
+                described.append(space.describe(space.from_dict(h.dna(r.id))))
+            except (AnalysisError, GenomeError, TypeError, ValueError, KeyError):
+                described.append({})  # a DNA gone or unreadable: NaN in every metric of the genome
+        keys = [k for k in wanted if k not in RECORD_METRICS]
+        for d in described if not wanted else []:
+            keys += [k for k, v in d.items() if k not in keys and k not in RECORD_METRICS and _is_number(v)]
+        values = {k: np.array([float(d[k]) if _is_number(d.get(k)) else np.nan for d in described]) for k in keys}
     if "depth" not in values:
         values["depth"] = h.array("depth", order)
     for m in RECORD_METRICS:
         values[m] = h.array(m, order)
-    return space.name, values
+    name = space.name if space is not None else str(getattr(h.config, "search_space", None) or "unknown")
+    return name, values
 
 
 def _is_number(v: Any) -> bool:
@@ -95,17 +98,20 @@ def metric_groups(metrics: Sequence[str]) -> list[tuple[str, list[str]]]:
 def architecture_trends(h: "History", bins: int = 20, axis: str = "individuals") -> dict[str, Any]:
     """How the architectures change over the run (:meth:`History.architecture_trends`).
 
-    Returns ``{"axis", "label", "space", "metrics" (their names, in order), "x" (bin centres),
-    "edges", "n" (individuals per bin), metric: {"median", "q25", "q75", "best"}}``; NaN where a bin
-    is empty or a value unknown.
+    Returns ``{"axis", "label", "space", "metrics" (their names, in order), "panels" (the space's
+    ``trend_panels`` for the figure, maybe empty), "x" (bin centres), "edges", "n" (individuals per
+    bin), metric: {"median", "q25", "q75", "best"}}``; NaN where a bin is empty or a value unknown.
     """
     from evo.analysis.history import axis_label
 
     order, x = h.positions(axis)
     space, values = trend_values(h, order)
     metrics = list(values)
+    known = _space(h)
+    panels = [list(p) for p in known.trend_panels if p[0] in values] if known is not None else []
     bins = max(1, int(bins))
-    out: dict[str, Any] = {"axis": axis, "label": axis_label(axis), "space": space, "metrics": metrics}
+    out: dict[str, Any] = {"axis": axis, "label": axis_label(axis), "space": space, "metrics": metrics,
+                           "panels": panels}
     if not order:
         out.update(x=np.zeros(0), n=np.zeros(0, dtype=int), edges=np.zeros(0))
         for m in metrics:

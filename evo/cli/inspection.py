@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from evo.cli.group import DEVICE, POPDIR, UserError, emit, friendly, main
-from evo.cli.text import count, fmt, mutation_text, sci, table
+from evo.cli.text import fmt, mutation_text, sci, table
 
 
 # ------------------------------------------------------------------------------------------ inspection
@@ -159,8 +159,7 @@ def _show_text(d: dict) -> str:
     lines.append("mutations    " + ("; ".join(mutation_text(m) for m in muts) if muts else
                                     ("none (seed)" if par is None else "none")))
     shape = "x".join(str(s) for s in d["input_shape"] or [])
-    space = d.get("search_space") or {"name": "real2017"}
-    lines.extend(_dna_lines(d, shape) if space["name"] == "real2017" else _genome_lines(d, shape))
+    lines.extend(_genome_lines(d, shape))
     lines.append("fitness record")
     rec = d["record"]
     for k in sorted(rec):
@@ -177,37 +176,20 @@ def _show_text(d: dict) -> str:
     return "\n".join(lines)
 
 
-def _dna_lines(d: dict, shape: str) -> list[str]:
-    """``evo show``'s network lines for a real2017 DNA: its counts, vertices and edges (with shapes)."""
-    st = d["stats"]
-    lines = [f"network      input {shape} -> {d['num_classes']} classes; "
-             f"{count(st['n_convs'], 'convolution')}, {count(st['n_skips'], 'skip connection')}, "
-             f"{st['n_strided']} strided, downsampling x{st['downsampling']}; "
-             f"learning rate {d['learning_rate']:.4g}"]
-    lines.append("vertices")
-    lines.append("  " + table(["id", "type", "role", "shape (CxHxW)"],
-                               [[v["id"], v["type"], v["role"],
-                                 "x".join(map(str, v["shape"])) if v["shape"] else "-"] for v in d["vertices"]],
-                               right={0}).replace("\n", "\n  "))
-    lines.append("edges")
-    lines.append("  " + table(["id", "from", "to", "type", "channels", "kernel", "stride", "skip"],
-                               [[e["id"], e["src"], e["dst"], e["type"], fmt(e["channels"]),
-                                 "x".join(map(str, e["kernel"])) if e["kernel"] else "-", fmt(e["stride"]),
-                                 "skip" if e["skip"] else ""] for e in d["edges"]],
-                               right={0, 1, 2, 4, 6}).replace("\n", "\n  "))
-    return lines
-
-
 def _genome_lines(d: dict, shape: str) -> list[str]:
-    """``evo show``'s network lines for another search space (amoebanet): the space and its options,
-    the summary numbers of its ``describe`` and its ``tables``."""
-    space = d["search_space"]
-    opts = " ".join(f"{k}={v}" for k, v in sorted((space.get("options") or {}).items()))
+    """``evo show``'s network lines, the same for every search space: the space and its options, the
+    learning rate, the summary numbers of the space's ``describe`` and its ``tables``."""
+    space = d.get("search_space")
+    if space is None:
+        where = "a search space this version of evo does not know"
+    else:
+        where = " ".join([space["name"]] + [f"{k}={v}" for k, v in sorted((space.get("options") or {}).items())])
     lr = "-" if d["learning_rate"] is None else f"{d['learning_rate']:.4g}"
-    lines = [f"network      input {shape} -> {d['num_classes']} classes; {space['name']} {opts}; "
-             f"learning rate {lr} (a training setting)"]
-    if d["stats"]:  # an op that does not occur is left out
-        lines.append("summary      " + ", ".join(f"{k} {v}" for k, v in d["stats"].items() if v))
+    lines = [f"network      input {shape} -> {d['num_classes']} classes; {where}; learning rate {lr}"
+             + ("" if d.get("genome_learning_rate") else " (a training setting)")]
+    if d["stats"]:  # a count that is zero (an op that does not occur) is left out
+        lines.append("summary      " + ", ".join(f"{k} {v}" for k, v in d["stats"].items()
+                                                if v and k != "learning_rate"))
     for t in d.get("tables") or []:
         lines.append(t["title"])
         lines.append("  " + table(t["columns"], t["rows"]).replace("\n", "\n  "))

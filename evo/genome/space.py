@@ -67,6 +67,12 @@ class SearchSpace:
     defaults: ClassVar[Mapping[str, Any]] = {}
     #: population settings (config fields) that suit the space, used by ``evo init`` unless given
     population_defaults: ClassVar[Mapping[str, Any]] = {}
+    #: the numbers of :meth:`describe` that the architecture trends follow, in order (the analysis
+    #: keeps those it has a field for, cached for the dead); empty: every number describe gives
+    trend_metrics: ClassVar[tuple[str, ...]] = ()
+    #: the trends figure's panels, ``(metric, title, log scale)`` each, of :attr:`trend_metrics` or the
+    #: fitness record's ``params``, ``learning_rate``, ``fitness``; empty: the figure groups the counts
+    trend_panels: ClassVar[tuple[tuple[str, str, bool], ...]] = ()
 
     def __init__(self, **options: Any) -> None:
         unknown = sorted(set(options) - set(self.defaults))
@@ -177,7 +183,7 @@ class SearchSpace:
 
     def tables(self, dna: Any) -> list[dict[str, Any]]:
         """The architecture as tables for ``evo show``: ``{"title", "columns", "rows"}`` each
-        (rows of JSON-ready cells); empty where ``evo show`` has its own (real2017's vertices and edges)."""
+        (rows of JSON-ready cells)."""
         return []
 
     # -- the network (torch, imported here only) -------------------------------------------

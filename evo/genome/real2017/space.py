@@ -37,6 +37,13 @@ class Real2017(SearchSpace):
     name = "real2017"
     network_module = "evo.network.real2017"
     defaults: Mapping[str, Any] = {}
+    trend_metrics = ("depth", "n_convs", "n_skips", "n_strided", "downsampling", "max_channels")
+    trend_panels = (("depth", "depth (convolutions on the backbone)", False),
+                    ("params", "parameters", True),
+                    ("n_skips", "skip connections", False),
+                    ("n_strided", "strided convolutions", False),
+                    ("learning_rate", "learning rate", True),
+                    ("fitness", "validation accuracy", False))
 
     # -- the genome ------------------------------------------------------------------------
     def seed(self, input_shape: Sequence[int], num_classes: int, rng: random.Random | None = None) -> DNA:
@@ -139,6 +146,21 @@ class Real2017(SearchSpace):
             "max_channels": max((int(e.channels or 0) for e in convs), default=0),
             "learning_rate": d.learning_rate,
         }
+
+    def tables(self, dna: Any) -> list[dict[str, Any]]:
+        """``evo show``'s tables: the vertices (type, role, activation shape) and the edges
+        (convolutions with their channels, kernel and stride; skips marked)."""
+        d = _dna(dna)
+        shapes = d.shapes()
+        role = {d.input_vertex: "input", d.output_vertex: "output"}
+        vertices = [[v.id, v.type.value, role.get(v.id, ""),
+                     "x".join(map(str, shapes[v.id])) if v.id in shapes else "-"] for v in d.vertices]
+        edges = [[e.id, e.src, e.dst, e.type.value, "-" if e.channels is None else e.channels,
+                  "x".join(map(str, e.kernel)) if e.kernel else "-", "-" if e.stride is None else e.stride,
+                  "skip" if e.skip else ""] for e in sorted(d.edges, key=lambda e: e.id)]
+        return [{"title": "vertices", "columns": ["id", "type", "role", "shape (CxHxW)"], "rows": vertices},
+                {"title": "edges", "columns": ["id", "from", "to", "type", "channels", "kernel", "stride", "skip"],
+                 "rows": edges}]
 
     def draw(self, dna: Any, title: str | None = None) -> str:
         return to_dot(_dna(dna), title=title)

@@ -36,10 +36,10 @@ from __future__ import annotations
 import importlib
 import json
 import random
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
-__all__ = ["GenomeError", "MutationError", "SearchSpace", "SPACES", "register", "search_space", "space_names",
-           "space_of"]
+__all__ = ["GenomeError", "MutationError", "SearchSpace", "SPACES", "genome_check", "register", "search_space",
+           "space_names", "space_of"]
 
 
 class GenomeError(ValueError):
@@ -205,6 +205,18 @@ class SearchSpace:
         and whatever else the space reports.
         """
         return self._network().inherit(self, child_net, parent_state, **kwargs)
+
+
+def genome_check(kind: type, space: str, what: str) -> Callable[[Any], Any]:
+    """A space's check of its genome type: returns its argument if it is a ``kind``, else raises
+    :class:`GenomeError` saying that the space ``space`` expects ``what``."""
+    def check(genome: Any) -> Any:
+        if isinstance(genome, kind):
+            return genome
+        raise GenomeError(f"search space {space!r} expects {what}, got {type(genome).__name__}; "
+                          "read one with space.from_dict(d)")
+
+    return check
 
 
 #: registered spaces by name; modules register on import (see :func:`register`)

@@ -28,6 +28,7 @@ from torch import nn
 
 from evo.genome.amoebanet.genome import Genome
 from evo.genome.amoebanet.stack import CellPlan, StackPlan, plan_stack
+from evo.network.weights import copy_matching
 
 __all__ = ["CellNet", "FactorizedReduce", "build", "inherit", "make_op"]
 
@@ -153,24 +154,7 @@ def build(space: Any, genome: Genome) -> CellNet:
 
 def inherit(space: Any, child_net: nn.Module, parent_state: Mapping[str, torch.Tensor],
             **_options: Any) -> dict[str, Any]:
-    """Copy every parent tensor whose name and shape match into ``child_net``; the rest stays fresh.
-
-    Parameters and batch-norm statistics alike.  Returns ``{"copied", "fresh", "mismatched"}``
-    lists of tensor names (mismatched: same name, another shape or dtype).  Options of other
-    spaces' inheritance are accepted and ignored.
-    """
-    own = child_net.state_dict()
-    copied: list[str] = []
-    fresh: list[str] = []
-    mismatched: list[str] = []
-    with torch.no_grad():
-        for name, tensor in own.items():
-            src = parent_state.get(name)
-            if src is None:
-                fresh.append(name)
-            elif tuple(src.shape) != tuple(tensor.shape) or src.dtype != tensor.dtype:
-                mismatched.append(name)
-            else:
-                tensor.copy_(src.to(tensor.device))
-                copied.append(name)
-    return {"copied": copied, "fresh": fresh, "mismatched": mismatched}
+    """``space.inherit(...)`` for the cell space: every parent tensor whose name and shape match is
+    copied, the rest stays fresh (:func:`evo.network.weights.copy_matching`, the paper's inheritance).
+    Options of other spaces' inheritance are accepted and ignored."""
+    return copy_matching(child_net, parent_state)

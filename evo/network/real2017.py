@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from evo.genome.real2017.dna import DNA, Edge, VertexType
+from evo.network.weights import copy_matching
 
 __all__ = ["DNANet", "build", "build_model", "inherit", "inherit_weights"]
 
@@ -120,21 +121,7 @@ def inherit_weights(child: nn.Module, parent_state: Mapping[str, torch.Tensor]) 
     initialisation.  Returns ``{"copied": [...], "fresh": [...], "mismatched": [...]}``
     (mismatched: same owner, different shape, so freshly initialised).
     """
-    own = child.state_dict()
-    copied: list[str] = []
-    fresh: list[str] = []
-    mismatched: list[str] = []
-    with torch.no_grad():
-        for name, tensor in own.items():
-            src = parent_state.get(name)
-            if src is None:
-                fresh.append(name)
-            elif tuple(src.shape) != tuple(tensor.shape) or src.dtype != tensor.dtype:
-                mismatched.append(name)
-            else:
-                tensor.copy_(src.to(tensor.device))
-                copied.append(name)
-    return {"copied": copied, "fresh": fresh, "mismatched": mismatched}
+    return copy_matching(child, parent_state)
 
 
 # -- the search-space seam (evo.genome.space.SearchSpace.build / .inherit) ----------------------

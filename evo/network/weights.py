@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-__all__ = ["WeightsError", "checkpoint_check", "load_network", "load_weights", "load_state_dict"]
+__all__ = ["WeightsError", "checkpoint_check", "copy_matching", "load_network", "load_weights", "load_state_dict"]
 
 
 class WeightsError(Exception):
@@ -67,6 +67,29 @@ def load_network(space: Any, genome: Any, path: str | os.PathLike, map_location:
         raise error(f"{path} does not fit its genome ({mismatch}); fix: {fix}")
     net.load_state_dict(state, strict=True)
     return net.to(map_location).eval()
+
+
+def copy_matching(net: nn.Module, state: Mapping[str, torch.Tensor]) -> dict[str, list[str]]:
+    """Copy into ``net`` every tensor of ``state`` whose name and shape (and dtype) match; the rest
+    of ``net`` keeps its fresh initialisation: the paper's weight inheritance, in every space.
+
+    Parameters and batch-norm statistics alike.  Returns ``{"copied", "fresh", "mismatched"}``
+    lists of tensor names (mismatched: the same name with another shape or dtype)."""
+    own = net.state_dict()
+    copied: list[str] = []
+    fresh: list[str] = []
+    mismatched: list[str] = []
+    with torch.no_grad():
+        for name, tensor in own.items():
+            src = state.get(name)
+            if src is None:
+                fresh.append(name)
+            elif tuple(src.shape) != tuple(tensor.shape) or src.dtype != tensor.dtype:
+                mismatched.append(name)
+            else:
+                tensor.copy_(src.to(tensor.device))
+                copied.append(name)
+    return {"copied": copied, "fresh": fresh, "mismatched": mismatched}
 
 
 def checkpoint_check(space: Any) -> Callable[[str, Mapping[str, Any]], None]:

@@ -19,16 +19,13 @@ from evo.genome.amoebanet.dot import to_dot
 from evo.genome.amoebanet.genome import CELL_KINDS, INPUTS, Genome, random_genome
 from evo.genome.amoebanet.mutations import MutationSettings, mutate, parse_config
 from evo.genome.amoebanet.stack import check_options, plan_stack
-from evo.genome.space import GenomeError, SearchSpace, register
+from evo.genome.space import GenomeError, SearchSpace, genome_check, register
 
 __all__ = ["AmoebaNet"]
 
 
-def _genome(genome: Any) -> Genome:
-    if isinstance(genome, Genome):
-        return genome
-    raise GenomeError(f"search space 'amoebanet' expects a cell genome, got {type(genome).__name__}; "
-                      "read one with space.from_dict(d)")
+#: the genome's type, checked (:class:`~evo.genome.space.GenomeError` for anything else)
+_genome = genome_check(Genome, "amoebanet", "a cell genome")
 
 
 @register

@@ -17,16 +17,13 @@ from evo.genome.real2017.dna import DNA, DNAError, seed_dna
 from evo.genome.real2017.dot import to_dot
 from evo.genome.real2017.flops import count_flops, count_params
 from evo.genome.real2017.mutations import IDENTITY, RESET_WEIGHTS, MutationConfig, mutate, resets_weights
-from evo.genome.space import GenomeError, SearchSpace, register
+from evo.genome.space import SearchSpace, genome_check, register
 
 __all__ = ["Real2017"]
 
 
-def _dna(genome: Any) -> DNA:
-    if isinstance(genome, DNA):
-        return genome
-    raise GenomeError(f"search space 'real2017' expects a DNA, got {type(genome).__name__}; "
-                      "read one with space.from_dict(d)")
+#: the genome's type, checked (:class:`~evo.genome.space.GenomeError` for anything else)
+_dna = genome_check(DNA, "real2017", "a DNA")
 
 
 @register

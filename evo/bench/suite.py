@@ -9,8 +9,8 @@ A suite file (TOML or JSON) names the experiments to compare and what they share
     [defaults]                      # every experiment starts from these
     data = "synthetic"              # a data preset (evo.bench.data.PRESETS) or a [data.NAME] table
     search_space = "real2017"
-    strategy = "tournament"         # tournament (Real 2017), aging (Real 2019), random
-    inheritance = "paper"           # paper: children inherit the parent's weights; none
+    strategy = "tournament"         # tournament (Real 2017), aging (Real 2019), random, grow
+    inheritance = "paper"           # paper, function-preserving (Net2Net), or none
     population_size = 20            # P
     sample_size = 5                 # S (aging)
     steps_per_child = 300
@@ -54,6 +54,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from evo.bench.data import PRESETS
+from evo.population.config import INHERITANCE_MODES
+from evo.population.strategies import STRATEGIES
 
 __all__ = ["SuiteError", "Run", "Suite", "load_suite", "RUN_FIELDS", "BUDGET_KEYS"]
 
@@ -81,7 +83,6 @@ RUN_FIELDS: dict[str, Any] = {
     "config": {},             # any other field of the population config (docs/format.md), as is
 }
 BUDGET_KEYS = ("flops", "wall_s", "individuals")
-_STRATEGIES = ("tournament", "aging", "random")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 # config fields a suite sets through its own keys (or that the runner owns)
 _RESERVED_CONFIG = {"dataset", "dataset_kwargs", "population_size", "strategy", "sample_size", "steps_per_child",
@@ -176,10 +177,10 @@ def _check(s: dict, where: str, path: Path) -> None:
     def bad(msg: str) -> SuiteError:
         return SuiteError(f"{path}: {where}: {msg}")
 
-    if s["strategy"] not in _STRATEGIES:
-        raise bad(f"strategy {s['strategy']!r}: use one of {', '.join(_STRATEGIES)}")
-    if s["inheritance"] not in ("paper", "none"):
-        raise bad(f"inheritance {s['inheritance']!r}: use paper or none")
+    if s["strategy"] not in STRATEGIES:
+        raise bad(f"strategy {s['strategy']!r}: use one of {', '.join(STRATEGIES)}")
+    if s["inheritance"] not in INHERITANCE_MODES:
+        raise bad(f"inheritance {s['inheritance']!r}: use one of {', '.join(INHERITANCE_MODES)}")
     for k in ("population_size", "sample_size", "steps_per_child", "mutations_per_child"):
         if not isinstance(s[k], int) or isinstance(s[k], bool) or s[k] < 1:
             raise bad(f"{k} = {s[k]!r}: a positive integer")

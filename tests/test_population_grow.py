@@ -136,8 +136,9 @@ def test_a_plan_cut_short_by_a_crash_is_finished_by_the_next_step(tmp_path, monk
 def test_sigkill_storm_keeps_the_invariants(tmp_path, lock):
     M2 = 4
     pop = make(tmp_path, population_size=6, strategy="grow", grow={"children": 8, "survivors": M2},
-               lock=lock, max_individuals=70, lease_ttl_s=0.6, heartbeat_s=0.1, max_attempts=1000)
-    log = run_workers(pop.root, tmp_path, 6, lock=lock, timeout=80, kills=15, train_s=(0.005, 0.03))
+               lock=lock, max_individuals=70, lease_ttl_s=0.6, heartbeat_s=0.1, max_attempts=1000,
+               lock_ttl_s=2.0)  # a soft lock whose holder was killed is broken after 2 s, not 60
+    log = run_workers(pop.root, tmp_path, 6, lock=lock, timeout=120, kills=15, train_s=(0.005, 0.03))
     time.sleep(0.8)
     rep = fsck(pop.root, repair=True)
     assert rep.ok, rep.summary()

@@ -205,3 +205,17 @@ def test_a_version_1_population_reads_as_real2017(tmp_path):
     assert old.config.format_version == 1
     task = old.next_task(WorkerInfo.from_env(), random.Random(0))
     assert task.kind == "seed"
+
+
+def test_function_preserving_real2017_populations_gate_their_new_skips(tmp_path):
+    from evo.population.config import init_defaults
+
+    fp = Population.create(str(tmp_path / "fp"), inheritance="function-preserving", population_size=2)
+    assert fp.config.train["mutations"] == {"gated_skips": True}
+    told = Population.create(str(tmp_path / "told"), inheritance="function-preserving", population_size=2,
+                             train={"mutations": {"gated_skips": False}})
+    assert told.config.train["mutations"] == {"gated_skips": False}  # the user's word stands
+    paper = Population.create(str(tmp_path / "paper"), population_size=2)
+    assert "mutations" not in paper.config.train  # the paper's network: plain identity skips
+    cells = init_defaults({"inheritance": "function-preserving", "search_space": "amoebanet"})
+    assert "train" not in cells  # other spaces have no such setting

@@ -104,6 +104,52 @@ def test_random_mutation_chains_keep_the_function_where_reported():
     assert len(grown) >= 10 and sum(grown) >= 0.6 * len(grown)
 
 
+def test_a_new_gated_skip_starts_closed_and_gated_parents_keep_their_function():
+    """With gated skips (function-preserving populations), ADD-SKIP is always exact, and chains
+    over parents whose gates were trained to random values keep the function where reported."""
+    cfg = dataclasses.replace(GROWTH, weights={**GROWTH.weights, "ADD-SKIP": 3}, gated_skips=True)
+    g = torch.Generator().manual_seed(5)
+    added = exact = 0
+    for chain in range(8):
+        rng = random.Random(500 + chain)
+        dna = seed_dna(input_shape=SHAPE)
+        for _ in range(rng.randint(2, 8)):
+            dna, _ = mutate(dna, rng, config=cfg)
+        state = trained(dna, chain)
+        x = torch.randn(3, *SHAPE, generator=g)
+        for _ in range(6):
+            child, records = mutate(dna, rng, config=cfg)
+            cstate, report = preserve_function(dna, state, child, noise=0.0, rng=rng, records=records)
+            diff = (logits(child, cstate, x) - logits(dna, state, x)).abs().max().item()
+            if report["exact"]:
+                exact += 1
+                assert diff < 1e-4, (chain, records, diff, report["changes"])
+            if records[0]["name"] == "ADD-SKIP":
+                added += 1
+                e = records[0]["detail"]["edge"]
+                assert next(x for x in child.edges if x.id == e).gate
+                assert cstate[f"gates.e{e}"].item() == 0.0 and f"gates.e{e}" in report["built"]
+                assert report["exact"] and report["mutations"][0]["preserved"], report["changes"]
+            dna = child
+            net = build_model(dna)
+            randomise(net, g)  # trained: the gates too
+            state = net.state_dict()
+    assert added >= 5 and exact >= 20
+
+
+def test_a_gated_skip_round_trips_and_only_an_identity_skip_has_one():
+    dna = three_convs(skip=True)
+    gated = dna.with_edges(dataclasses.replace(e, gate=True) if e.id == 7 else e for e in dna.edges)
+    d = gated.to_dict()
+    assert [e.get("gate") for e in d["edges"]] == [None, None, None, True]
+    assert DNA.from_dict(d) == gated and "gate" not in three_convs(skip=True).to_dict()["edges"][3]
+    assert [k for k in build_model(gated).state_dict() if k.startswith("gates.")] == ["gates.e7"]
+    assert not [k for k in build_model(dna).state_dict() if k.startswith("gates.")]  # the paper's net
+    d["edges"][0]["gate"] = True
+    with pytest.raises(evo.DNAError, match="edge 4: only an identity skip edge can have a gate"):
+        DNA.from_dict(d)
+
+
 def test_chains_of_several_mutations_per_child():
     g = torch.Generator().manual_seed(1)
     seen_exact = 0

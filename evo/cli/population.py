@@ -122,9 +122,9 @@ def init(popdir: Path, config_file: Path | None, dataset: str | None, data_root:
     grow = {k[5:]: fields.pop(k) for k in ("grow_children", "grow_survivors", "grow_generations")}
     cfg.update({k: v for k, v in fields.items() if v is not None})
     cfg["grow"] = {**dict(cfg.get("grow") or {}), **{k: v for k, v in grow.items() if v is not None}}
-    from evo.population.grow import grow_defaults
+    from evo.population.config import init_defaults
 
-    cfg = grow_defaults(cfg)  # grow: function-preserving inheritance and growth mutations unless given
+    cfg = init_defaults(cfg)  # grow: function-preserving inheritance, growth mutations; gated skips
     config = Config.from_dict(cfg).validate(at_init=True)  # training and search-space settings too, torch-free
     if (popdir / "config.json").exists():
         raise UserError(f"{popdir} already holds a population; refusing to overwrite it. "

@@ -11,10 +11,11 @@ the parent's function wherever the mutations allow it:
   parameters and statistics), every consumer divides the copied channels' incoming weights by their
   number of copies; optional small noise on the copied filters only breaks the symmetry;
 * a larger filter: the old kernel zero-padded in the middle of the new one;
-* a new convolution on a skip path: zero weights.
+* a new convolution on a skip path: zero weights; a new gated identity skip (``Edge.gate``, what
+  ADD-SKIP adds in populations with this inheritance): its gate at 0.
 
-Everything else (fewer channels, stride changes, smaller filters, removals, a new identity skip,
-which the network has no gate to switch off) keeps the paper's inheritance (:func:`inherit_weights`:
+Everything else (fewer channels, stride changes, smaller filters, removals, a new ungated identity
+skip, which the network has no gate to switch off) keeps the paper's inheritance (:func:`inherit_weights`:
 same owner and shape -> copied, otherwise freshly initialised), and the report says so.
 
 How exactness is decided: every channel of every activation of the child is written as a sum of
@@ -178,6 +179,12 @@ class _Builder:
     # -- edges ---------------------------------------------------------------------------------
     def edge_values(self, e: Edge) -> list[Value]:
         src = self.post[e.src]
+        if e.gate and e.id not in self.p_edges:  # a new gated identity skip: its gate starts closed
+            name = f"gates.e{e.id}"
+            self.state[name] = torch.zeros_like(self.state[name])
+            self.built.append(name)
+            self.exact_edges.add(e.id)
+            return [()] * len(src)
         if not e.is_conv:
             if all(v is not None for v in src):
                 self.exact_edges.add(e.id)

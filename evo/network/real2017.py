@@ -1,7 +1,8 @@
 """Turn a DNA into a ``torch.nn.Module`` and carry weights from parent to child.
 
 The builder follows Real et al. 2017: convolution edges have no bias and He
-initialisation; identity edges pass their input through; a ``BN_RELU`` vertex applies
+initialisation; identity edges pass their input through (a gated identity skip, ``Edge.gate``,
+scales it by a learnable scalar ``gates.e<edge id>``, 1 in a fresh network); a ``BN_RELU`` vertex applies
 batch norm then ReLU to the sum of its inputs, a ``LINEAR`` vertex nothing.  A vertex
 with several inputs takes the shape of its primary input; the others are resized by
 nearest-neighbour interpolation and zero-padded or truncated in channels, then summed.
@@ -54,6 +55,8 @@ class DNANet(nn.Module):
             if v.type is VertexType.BN_RELU and v.id != dna.input_vertex:
                 self.bns[bn_key(v.id)] = nn.BatchNorm2d(shapes[v.id][0])
         self.head = nn.Linear(shapes[dna.output_vertex][0], dna.num_classes)
+        self.gates = nn.ParameterDict({conv_key(e.id): nn.Parameter(torch.ones(1))
+                                       for e in dna.edges if e.gate and e.skip and not e.is_conv})
 
         # a static plan: for each vertex in order, its primary edge and skip edges
         order = dna.topological_order()
@@ -76,7 +79,9 @@ class DNANet(nn.Module):
                 self._free_after[i].append(vid)
 
     def _edge(self, e: Edge, x: torch.Tensor) -> torch.Tensor:
-        return self.convs[conv_key(e.id)](x) if e.is_conv else x
+        if e.is_conv:
+            return self.convs[conv_key(e.id)](x)
+        return x * self.gates[conv_key(e.id)] if e.gate else x
 
     @staticmethod
     def _reshape_to(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from evo.genome.space import GenomeError, search_space, space_names
 from evo.population import strategies
-from evo.population.grow import check_grow
+from evo.population.grow import check_grow, grow_defaults
 from evo.population.layout import (
     CONFIG_FILE,
     FORMAT_VERSION,
@@ -27,10 +27,24 @@ from evo.population.layout import (
     warn,
 )
 
-__all__ = ["Config", "Control", "INHERITANCE_MODES", "LOCK_MODES", "read_config"]
+__all__ = ["Config", "Control", "INHERITANCE_MODES", "LOCK_MODES", "init_defaults", "read_config"]
 
 LOCK_MODES = ("auto", "flock", "soft", "none")
 INHERITANCE_MODES = ("paper", "function-preserving", "none")
+
+
+def init_defaults(config: dict) -> dict:
+    """A new population's config dict with what its settings imply unless it says otherwise: a ``grow``
+    run's function-preserving inheritance and growth mutations (:func:`~evo.population.grow.grow_defaults`);
+    with function-preserving inheritance in the ``real2017`` space, gated skips (``train.mutations``
+    ``gated_skips``: ADD-SKIP's new path starts switched off, so that it too keeps the parent's function)."""
+    out = grow_defaults(config)
+    if out.get("inheritance") == "function-preserving" and out.get("search_space", "real2017") == "real2017":
+        train = dict(out.get("train") or {})
+        muts = dict(train.get("mutations") or {})
+        muts.setdefault("gated_skips", True)
+        out = {**out, "train": {**train, "mutations": muts}}
+    return out
 
 
 @dataclass

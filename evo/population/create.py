@@ -11,8 +11,7 @@ import time
 from typing import Any
 
 from evo.base.files import atomic_write, atomic_write_json, fsync_dir, rmtree_quiet
-from evo.population.config import Config, Control, default_state
-from evo.population.grow import grow_defaults
+from evo.population.config import Config, Control, default_state, init_defaults
 from evo.population.layout import (
     CONFIG_FILE,
     CONTROL_FILE,
@@ -40,8 +39,8 @@ def make_config(config: Config | dict | None, overrides: dict[str, Any]) -> Conf
     """The validated config of a new population: ``config`` (a Config, a dict or None for the
     defaults) with ``overrides`` applied, checked as ``evo init`` checks it (a budget of fewer
     individuals than the population's seeds is refused)."""
-    if config is None or isinstance(config, dict):  # grow: its defaults unless the dict says otherwise
-        config = Config.from_dict(grow_defaults({**(config or {}), **overrides}))
+    if config is None or isinstance(config, dict):  # what the settings imply, unless the dict says otherwise
+        config = Config.from_dict(init_defaults({**(config or {}), **overrides}))
         overrides = {}
     else:
         config = dataclasses.replace(config)

@@ -76,7 +76,9 @@ class Edge:
     For ``CONV`` edges ``channels`` is the number of output channels, ``kernel`` the
     (height, width) of the filter (both odd) and ``stride`` a power of two.  These
     three are ``None`` for ``IDENTITY`` edges.  ``skip`` marks a non-primary input of
-    ``dst``.
+    ``dst``.  ``gate`` marks an identity skip scaled by a learnable scalar (added by ADD-SKIP in
+    populations with function-preserving inheritance, which starts it at 0 so that the new path is
+    silent until trained; a fresh network starts it at 1, the paper's plain identity).
     """
 
     id: int
@@ -87,6 +89,7 @@ class Edge:
     kernel: tuple[int, int] | None = None
     stride: int | None = None
     skip: bool = False
+    gate: bool = False
 
     @property
     def is_conv(self) -> bool:
@@ -97,6 +100,8 @@ class Edge:
         if self.is_conv:
             d.update(channels=self.channels, kernel=list(self.kernel or ()), stride=self.stride)
         d["skip"] = self.skip
+        if self.gate:
+            d["gate"] = True
         return d
 
 
@@ -393,6 +398,11 @@ def _edge_from_dict(d: Any) -> Edge:
     skip = d.get("skip", False)
     if not isinstance(skip, bool):
         raise DNAError(f"edge {d.get('id')}: skip must be true or false, got {skip!r}")
+    gate = d.get("gate", False)
+    if not isinstance(gate, bool):
+        raise DNAError(f"edge {d.get('id')}: gate must be true or false, got {gate!r}")
+    if gate and (etype is not EdgeType.IDENTITY or not skip):
+        raise DNAError(f"edge {d.get('id')}: only an identity skip edge can have a gate")
     return Edge(
         id=int(d["id"]),
         src=int(d["src"]),
@@ -402,6 +412,7 @@ def _edge_from_dict(d: Any) -> Edge:
         kernel=kernel,
         stride=None if stride is None else int(stride),
         skip=skip,
+        gate=gate,
     )
 
 

@@ -43,6 +43,8 @@ class MutationConfig:
     ``weights`` maps mutation names to relative probabilities (missing names weigh 1;
     the paper draws uniformly; the growth mutations WIDEN, DEEPEN and LARGER-FILTER weigh 0
     unless ``weights`` or ``allowed`` names them).  ``allowed`` restricts the draw to a subset.
+    ``gated_skips``: ADD-SKIP adds a gated identity skip (``Edge.gate``), which function-preserving
+    inheritance can switch off at birth; populations with that inheritance set it by default.
     """
 
     weights: Mapping[str, float] = dataclasses.field(default_factory=dict)
@@ -50,6 +52,7 @@ class MutationConfig:
     max_channels: int = 512
     max_filter: int = 7
     max_stride: int = 4
+    gated_skips: bool = False
 
     def __post_init__(self) -> None:
         unknown = set(self.weights) | set(self.allowed or ())
@@ -59,6 +62,8 @@ class MutationConfig:
         for name, w in self.weights.items():
             if not (isinstance(w, (int, float)) and math.isfinite(w) and w >= 0):
                 raise ValueError(f"mutation weight for {name} must be a finite number >= 0, got {w!r}")
+        if not isinstance(self.gated_skips, bool):
+            raise ValueError(f"gated_skips must be true or false, got {self.gated_skips!r}")
         if self.allowed is not None and not self.allowed:
             raise ValueError("the mutation allow-list is empty")
         if self.max_channels < 1 or self.max_filter < 1 or self.max_filter % 2 == 0 or self.max_stride < 1:
@@ -87,6 +92,7 @@ class MutationConfig:
             "max_channels": self.max_channels,
             "max_filter": self.max_filter,
             "max_stride": self.max_stride,
+            "gated_skips": self.gated_skips,
         }
 
 
@@ -249,7 +255,7 @@ def add_skip(dna: DNA, rng: random.Random, cfg: MutationConfig) -> Result | None
         return None
     a, b = rng.choice(pairs)
     (eid,), next_id = _new_ids(dna, 1)
-    edge = Edge(eid, a, b, EdgeType.IDENTITY, skip=True)
+    edge = Edge(eid, a, b, EdgeType.IDENTITY, skip=True, gate=bool(cfg.gated_skips))
     return dna.replace(edges=dna.edges + (edge,), next_id=next_id), {"edge": eid, "src": a, "dst": b}
 
 

@@ -35,7 +35,7 @@ def to_dot(dna: DNA, title: str | None = None) -> str:
             label = f"conv {kh}x{kw} /{e.stride}\\n{e.channels}ch  e{e.id}"
             attrs = f'label="{label}"'
         else:
-            attrs = f'label="e{e.id}", style=dashed'
+            attrs = f'label="{"gated " if e.gate else ""}e{e.id}", style=dashed'
         if e.skip:
             attrs += ', color="#888888", constraint=false'
         lines.append(f"  v{e.src} -> v{e.dst} [{attrs}];")

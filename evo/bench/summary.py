@@ -102,7 +102,8 @@ def _unit(x: np.ndarray) -> tuple[float, str]:
 
 
 def experiments_figure(groups: dict[str, list[Any]], axis: str, title: str, path: Path) -> None:
-    """Every experiment of a variant: the mean of its runs' best so far, and their range."""
+    """Every experiment of a variant: the mean of its runs' best so far, and their range, up to the
+    end of its shortest run (so that every point is a mean over all its seeds)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -123,9 +124,13 @@ def experiments_figure(groups: dict[str, list[Any]], axis: str, title: str, path
         c = cmap(k % 10)
         n = len(t["runs"])
         fin = t["final_mean"]
-        ax.plot(g, t["mean"], color=c, linewidth=2, label=f"{name} ({n} runs" + (f", final {fin:.3f})" if fin
-                                                                                   is not None else ")"))
-        ax.fill_between(g, t["min"], t["max"], color=c, alpha=0.15, linewidth=0)
+        # up to the end of the shortest run only: past it the mean would be over fewer seeds
+        Y = np.asarray(t["curves"], dtype=float)
+        ends = [int(np.nonzero(~np.isnan(y))[0][-1]) for y in Y if (~np.isnan(y)).any()]
+        keep = slice(0, min(ends) + 1 if ends else len(g))
+        ax.plot(g[keep], t["mean"][keep], color=c, linewidth=2,
+                label=f"{name} ({n} runs" + (f", final {fin:.3f})" if fin is not None else ")"))
+        ax.fill_between(g[keep], t["min"][keep], t["max"][keep], color=c, alpha=0.15, linewidth=0)
     ax.set_xlabel(f"{unit} spent" if axis == "flops" else "wall-clock time (hours)")
     ax.set_ylabel("best validation accuracy so far")
     ax.set_title(title, fontsize=11)

@@ -85,3 +85,29 @@ def test_finished_says_why_once_no_work_is_left(tmp_path):
     assert "stopped" in other.finished()
     other.resume()
     assert other.finished() is None
+
+
+def test_a_spent_flops_budget_finishes_a_run_with_retraining_left_unstarted(tmp_path):
+    """reset-weights queues every living individual; when the FLOPs budget is spent before they are
+    retrained, the workers leave them (next_task takes no unstarted work past a FLOPs budget) and
+    the run is over, not waiting for work nobody will take; a resume is still finished first."""
+    pop = make(tmp_path, population_size=3, max_flops=3.0)
+    me, rng = WorkerInfo.from_env(), random.Random(5)
+    fill(pop, me, rng)
+    assert pop.reset_all_weights() == 3
+    for _ in range(2):  # two retrainings of 2 FLOPs each: the budget of 3 is spent
+        task, _ = train_one(pop, me, rng)
+        assert task.kind == "retrain"
+    assert len(os.listdir(os.path.join(pop.root, "pending"))) == 1
+    assert pop.read_state()["flops"] >= 3.0
+    wait = pop.next_task(me, rng)
+    assert not wait and wait.done and wait.reason == "budget"
+    assert "budget" in pop.finished() and "FLOPs" in pop.finished()
+    # a retraining that was started (a resume) is still work: the run is not over before it ends
+    p = os.path.join(pop.root, "pending", sorted(os.listdir(os.path.join(pop.root, "pending")))[0], "task.json")
+    tj = jload(p)
+    tj["attempts"] = 1
+    with open(p, "w") as f:
+        import json
+        json.dump(tj, f)
+    assert pop.finished() is None

@@ -44,14 +44,24 @@ class RunControl(PopulationDir):
 
     def finished(self) -> str | None:
         """Why the experiment is over, or None while there is work left: stopped, or a budget
-        reached (a grow run: its last generation ended) with nothing pending or in flight.
+        reached (a grow run: its last generation ended) with nothing in flight and nothing pending
+        that a worker would still take (a FLOPs budget leaves unstarted work, such as the retraining
+        that ``reset-weights`` queued, where it is).
         Lock-free; a worker asked to stop while it holds no child asks this to exit 0 instead of
         being requeued for nothing."""
         if self.read_control().stopped:
             return "the experiment was stopped (`evo resume` clears it)"
-        if self._list_pending() or self._list_inflight():
+        if self._list_inflight():
             return None
-        hit = self._individuals_budget(self.read_next_id()) or self._flops_budget(self.read_state())
+        flops_hit = self._flops_budget(self.read_state())
+        hit = self._individuals_budget(self.read_next_id()) or flops_hit
+        maxi = self.config.max_individuals
+        for i in self._list_pending():
+            # what `next_task` would still take: a resume always; unstarted work within the budget
+            tj = load_json_or_none(os.path.join(self._pending, str(i), TASK_FILE), warn=False) or {}
+            if tj.get("attempts", 0) or not (flops_hit or (maxi is not None and tj.get("kind") == "seed"
+                                                           and i > maxi)):
+                return None
         if hit:
             return hit
         if self.config.strategy == "grow":

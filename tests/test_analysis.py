@@ -356,3 +356,20 @@ if __name__ == "__main__":  # pragma: no cover
     ap.add_argument("--dir", default=None, help="where to make (or reuse) the fake population")
     a = ap.parse_args()
     _bench(a.bench, a.dir)
+
+
+def test_status_calls_a_spent_flops_budget_with_unstarted_retraining_finished(tmp_path):
+    import random
+
+    from evo import analysis
+    from evo.population import WorkerInfo
+    from popkit import fill, make, train_one
+
+    pop = make(tmp_path, population_size=3, max_flops=3.0)
+    me, rng = WorkerInfo.from_env(), random.Random(6)
+    fill(pop, me, rng)
+    pop.reset_all_weights()
+    for _ in range(2):
+        train_one(pop, me, rng)
+    s = analysis.status(pop.root)
+    assert s["state"] == "finished" and "FLOPs" in s["budget_reason"] and s["counts"]["pending"] == 1

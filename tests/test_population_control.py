@@ -111,3 +111,4 @@ def test_a_spent_flops_budget_finishes_a_run_with_retraining_left_unstarted(tmp_
         import json
         json.dump(tj, f)
     assert pop.finished() is None
+

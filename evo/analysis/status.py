@@ -26,6 +26,16 @@ from evo.population.quarantine import quarantined
 __all__ = ["status", "format_duration"]
 
 
+
+def _over(p: Any) -> bool:
+    """Whether the population says its run is over (Population.finished), warnings silenced."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return p.finished() is not None
+        except OSError:
+            return False
+
 def status(pop: str | os.PathLike | History, now: float | None = None) -> dict[str, Any]:
     """Everything ``evo status`` prints, as a JSON-ready dict.
 
@@ -113,7 +123,7 @@ def status(pop: str | os.PathLike | History, now: float | None = None) -> dict[s
         budget_reason = f"the grow run is over after generation {grow['generation']}"
     if ctl.get("stopped"):
         run_state = "stopped"
-    elif budget_reason and busy == 0:
+    elif budget_reason and (busy == 0 or _over(p)):  # pending work past a FLOPs budget is left undone
         run_state = "finished"
     elif ctl.get("paused"):
         run_state = "paused"

@@ -47,7 +47,7 @@ class RunnerOptions:
     data_dir: Path = Path(".")
     device: str | None = None
     submit_args: list[str] = field(default_factory=list)
-    poll_s: float = 5.0
+    poll_s: float = 1.0
     wait: bool = True
     echo: Callable[[str], None] = print
 

@@ -8,7 +8,7 @@ the population's stack (or the one ``--space-opt`` gives) and trained on the pop
 and validation split for ``--steps`` steps with one recipe and one seed, then measured the way evo
 measures fitness (validation accuracy).  Prints a table and, per group, the mean and range.
 
-    python benchmarks/cells.py runs/amoebanet/cifar10-10k-16px/aging/seed-* --random 3 --steps 800 \\
+    python benchmarks/cells.py runs/amoebanet/cifar10-10k-16px/aging/seed-* --random 3 --steps 600 \\
         --batch 64 --recipe fast --json cells.json
 """
 from __future__ import annotations
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("populations", nargs="+", help="population directories of one search space and data set")
     ap.add_argument("--random", type=int, default=3, help="random cell pairs to train (seeds 0..K-1)")
-    ap.add_argument("--steps", type=int, default=800)
+    ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--recipe", default="fast", choices=["paper", "fast"])
     ap.add_argument("--lr", type=float, help="learning rate (default: the genome's own where it carries one, else the population's "
@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    pops = [Population.open(p) for p in args.populations]
+    # a shell glob such as seed-* also matches the suite runner's seed-N.run.json files beside the populations
+    pops = [Population.open(p) for p in args.populations if not (os.path.isfile(p) and p.endswith(".json"))]
     first = pops[0].config
     for p in pops[1:]:
         if (p.config.search_space, p.config.dataset, p.config.dataset_kwargs) != \

@@ -26,7 +26,6 @@ from evo.population.quarantine import quarantined
 __all__ = ["status", "format_duration"]
 
 
-
 def _over(p: Any) -> bool:
     """Whether the population says its run is over (Population.finished), warnings silenced."""
     with warnings.catch_warnings():
@@ -35,6 +34,7 @@ def _over(p: Any) -> bool:
             return p.finished() is not None
         except OSError:
             return False
+
 
 def status(pop: str | os.PathLike | History, now: float | None = None) -> dict[str, Any]:
     """Everything ``evo status`` prints, as a JSON-ready dict.

@@ -1,12 +1,13 @@
 """Run control: the knobs and the weight reset."""
 
+import json
 import os
 import random
 
 import pytest
 
 from evo.population import ConfigError, Population, WorkerInfo, fsck, read_events
-from popkit import fill, jload, make, train_one, writer
+from popkit import fill, jload, make, put, train_one, writer
 
 
 def test_control_knobs_take_effect_at_next_step(tmp_path):
@@ -106,9 +107,6 @@ def test_a_spent_flops_budget_finishes_a_run_with_retraining_left_unstarted(tmp_
     # a retraining that was started (a resume) is still work: the run is not over before it ends
     p = os.path.join(pop.root, "pending", sorted(os.listdir(os.path.join(pop.root, "pending")))[0], "task.json")
     tj = jload(p)
-    tj["attempts"] = 1
-    with open(p, "w") as f:
-        import json
-        json.dump(tj, f)
+    put(p, json.dumps({**tj, "attempts": 1}))
     assert pop.finished() is None
 

@@ -42,6 +42,15 @@ class RunControl(PopulationDir):
             return f"budget of {c.max_individuals} individuals reached"
         return None
 
+    def _past_budget(self, i: int, tj: dict, flops_hit: str | None) -> bool:
+        """Whether pending task ``i`` (its task record ``tj``) is work that no worker takes any more:
+        unstarted (a resume always finishes what was started), and past a spent FLOPs budget, or a
+        seed beyond the individuals budget.  The one rule of ``next_task`` and :meth:`finished`."""
+        if tj.get("attempts", 0):
+            return False
+        maxi = self.config.max_individuals
+        return bool(flops_hit) or (maxi is not None and tj.get("kind") == "seed" and i > maxi)
+
     def finished(self) -> str | None:
         """Why the experiment is over, or None while there is work left: stopped, or a budget
         reached (a grow run: its last generation ended) with nothing in flight and nothing pending
@@ -55,12 +64,9 @@ class RunControl(PopulationDir):
             return None
         flops_hit = self._flops_budget(self.read_state())
         hit = self._individuals_budget(self.read_next_id()) or flops_hit
-        maxi = self.config.max_individuals
         for i in self._list_pending():
-            # what `next_task` would still take: a resume always; unstarted work within the budget
             tj = load_json_or_none(os.path.join(self._pending, str(i), TASK_FILE), warn=False) or {}
-            if tj.get("attempts", 0) or not (flops_hit or (maxi is not None and tj.get("kind") == "seed"
-                                                           and i > maxi)):
+            if not self._past_budget(i, tj, flops_hit):
                 return None
         if hit:
             return hit

@@ -206,7 +206,6 @@ class Population(RunControl, Recovery, Growth):
         if n_inflight is None:
             n_inflight = len(self._list_inflight())
         flops_hit = self._flops_budget(st)
-        maxi = self.config.max_individuals
         poll = max(0.05, min(self.config.heartbeat_s, 5.0))
 
         # 1. pending work: resumes always (they finish what was started), the rest within budget
@@ -215,9 +214,8 @@ class Population(RunControl, Recovery, Growth):
             tj = self._pending_task(i, pdir, post, events)
             if tj is None:
                 continue  # committed as it was finished, quarantined, or taken by another worker
-            if not tj.get("attempts", 0):
-                if flops_hit or (maxi is not None and tj.get("kind") == "seed" and i > maxi):
-                    continue
+            if self._past_budget(i, tj, flops_hit):
+                continue
             task = self._reserve_pending(i, pdir, tj, worker, token, ctl)
             if task is not None:
                 return task

@@ -261,7 +261,8 @@ class History:
         return order, x
 
     def best_so_far(self, axis: str = "time") -> Curve:
-        """The best validation accuracy seen so far, after each birth (see :meth:`positions`)."""
+        """The best validation accuracy seen so far, after each birth (see :meth:`positions`);
+        ``ids`` names the first individual that reached it (a later tie does not replace it)."""
         order, x = self.positions(axis)
         xs, ys, ids = [], [], []
         best = -math.inf

@@ -284,6 +284,26 @@ def test_alternating_flips_turn_each_image_every_epoch(data):
         assert torch.equal(odd[i], x if st["first_flip"][i] else x.flip(2))
 
 
+@pytest.mark.parametrize("recipe, crop_first_epoch, cropped", [
+    ("fast", False, [False, False, True, True, True, True]),  # uncropped until each image has been seen
+    ("fast", True, [True] * 6),
+    ("paper", False, [True] * 6)])  # the paper's recipe ignores the setting
+def test_the_fast_recipe_crops_from_the_second_epoch(data, monkeypatch, recipe, crop_first_epoch, cropped):
+    # 1000 images, batch 500: two steps an epoch, three epochs; a batch is cropped when drawn with a generator
+    from evo.network.data.device import DeviceData
+
+    seen, batch = [], DeviceData.batch
+
+    def spy(self, idx, generator=None, **kw):
+        seen.append(generator is not None)
+        return batch(self, idx, generator, **kw)
+
+    monkeypatch.setattr(DeviceData, "batch", spy)
+    r = train(small_convnet(), data, 0.05, cfg(recipe=recipe, steps=6, batch_size=500,
+                                              crop_first_epoch=crop_first_epoch))
+    assert r.outcome == "ok" and seen == cropped
+
+
 def test_a_state_of_the_other_recipe_is_refused(data):
     r = train(small_convnet(), data, 0.05, cfg(steps=20), should_stop=lambda: True)
     with pytest.raises(StateError, match="recipe 'paper', not 'fast'"):

@@ -17,8 +17,10 @@ first ``warmup`` fraction of the child's own steps and then decays linearly to `
 the last step (:meth:`TrainConfig.lr_factor`), the learning rate scaled linearly with the batch size
 (``batch_size / 50``: the DNA's rate keeps the meaning it has at the paper's batch), an exponential moving
 average of the weights (``ema``) that is what gets evaluated and kept, derandomised ("alternating") flips
-(each image is flipped in every other epoch, starting from a random side), and test-time flip averaging
-(the logits of an image and of its mirror image are summed) at evaluation.
+(each image is flipped in every other epoch, starting from a random side), no random crop in the first
+epoch (``crop_first_epoch``, false: a training shorter than an epoch shows no image twice, so a crop only
+adds noise there; crops start with an image's second presentation), and test-time flip averaging (the
+logits of an image and of its mirror image are summed) at evaluation.
 """
 from __future__ import annotations
 
@@ -108,6 +110,7 @@ class TrainConfig:
     warmup: float = 0.2
     final_lr: float = 0.05
     ema: float = 0.99
+    crop_first_epoch: bool = False
     tta: bool = True
 
     # ------------------------------------------------------------------------------------------ reading
@@ -166,7 +169,7 @@ class TrainConfig:
             raise bad("weight_decay", "a number >= 0")
         if not is_num(self.lr) or self.lr <= 0:
             raise bad("lr", "a number > 0")
-        for name in ("augment", "amp", "channels_last", "tta"):
+        for name in ("augment", "amp", "channels_last", "crop_first_epoch", "tta"):
             if not isinstance(getattr(self, name), bool):
                 raise bad(name, "true or false")
         choices = {"augment_mode": ("zero", "reflect"), "recipe": RECIPES, "cuda_graph": ("auto", "off")}
@@ -197,6 +200,11 @@ class TrainConfig:
         """Forward passes per image at evaluation: 2 with the fast recipe's test-time flips (the image and
         its mirror), else 1; the worker counts each in a child's FLOPs."""
         return 2 if self.fast and self.tta else 1
+
+    def crops(self, epoch: int) -> bool:
+        """Whether the batches of epoch ``epoch`` (0-based) are randomly cropped: always in the paper's
+        recipe (with ``augment``); in the fast one from the second epoch on, unless ``crop_first_epoch``."""
+        return self.augment and (not self.fast or self.crop_first_epoch or epoch > 0)
 
     def lr_at(self, lr: float, step: int) -> float:
         """The learning rate of step ``step`` (0-based) for a DNA's rate ``lr``: the paper's is constant; the

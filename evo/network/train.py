@@ -5,7 +5,7 @@ learning rate taken from the DNA, standard augmentation (4-pixel pad + random cr
 is the validation accuracy, measured once at the end. The fast recipe (``recipe="fast"``, see
 :mod:`evo.network.settings`) adds label smoothing, Nesterov momentum, a warm-up and decay of the learning rate
 within the child's own steps (scaled with the batch size), a moving average of the weights that is what gets
-evaluated and kept, alternating flips and test-time flip averaging. Its fitness is the same measure
+evaluated and kept, alternating flips, no crop in the first epoch and test-time flip averaging. Its fitness is the same measure
 (validation accuracy); :class:`TrainResult` says which recipe and which step ran.
 
 How it is fast: the uint8 data set sits on the device once (:func:`evo.network.data.to_device`); each step
@@ -296,7 +296,7 @@ def train(model: nn.Module, dataset: Dataset | DeviceData, lr: float, config: Tr
                 flips = order.first_flip.index_select(0, idx)
                 if order.epoch % 2:
                     flips = ~flips
-            xb = dd.batch(idx, gen if cfg.augment else None, pad=cfg.augment_pad, mode=cfg.augment_mode,
+            xb = dd.batch(idx, gen if cfg.crops(order.epoch) else None, pad=cfg.augment_pad, mode=cfg.augment_mode,
                           flips=flips)
             yb = dd.train_y.index_select(0, idx)
             xb = dd.normalize(xb, memory_format=mf)

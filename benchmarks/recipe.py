@@ -103,7 +103,7 @@ def run_paper(name: str, ds: Dataset, budgets: list[int], seed: int, lr: float |
 
 
 def run_fast(name: str, ds: Dataset, budgets: list[int], seed: int, lr: float | None, batch: int,
-             common: dict) -> dict:
+             common: dict, opts: dict | None = None) -> dict:
     """Accuracy of one fast-recipe training per budget (its schedule within the budget's steps)."""
     out = {}
     for b in budgets:
@@ -113,7 +113,8 @@ def run_fast(name: str, ds: Dataset, budgets: list[int], seed: int, lr: float | 
             continue
         model, dna_lr = make_model(name, ds, seed)
         t0 = time.perf_counter()
-        r = train(model, ds, lr or dna_lr, TrainConfig(steps=steps, batch_size=batch, recipe="fast", **common))
+        cfg = TrainConfig(steps=steps, batch_size=batch, recipe="fast", **common, **(opts or {})).validate()
+        r = train(model, ds, lr or dna_lr, cfg)
         out[b] = {"accuracy": r.fitness, "outcome": r.outcome, "steps": r.steps_done,
                   "wall_s": time.perf_counter() - t0}
     return out
@@ -131,6 +132,8 @@ def main(argv=None) -> int:
     ap.add_argument("--fast-budgets", help="train fast only at these budgets (default: --budgets); e.g. N/3 "
                     "alone, to test the target without the cost of fast trainings to N")
     ap.add_argument("--fast-batch", default="50,250", help="batch sizes of the fast recipe, comma-separated")
+    ap.add_argument("--fast-opt", action="append", default=[], metavar="KEY=VALUE",
+                    help="a setting of the fast recipe (JSON value), e.g. crop_first_epoch=true; repeatable")
     ap.add_argument("--lr", type=float, help="learning rate at batch 50 (default: each DNA's own, 0.1)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
@@ -155,6 +158,14 @@ def main(argv=None) -> int:
             "torch": torch.__version__, "fast_batch": args.fast_batch, "budgets": budgets,
             "load_s": round(time.perf_counter() - t, 1)}
     batches = [int(b) for b in args.fast_batch.split(",")]
+    fast_opts = {}
+    for kv in args.fast_opt:
+        key, _, value = kv.partition("=")
+        try:
+            fast_opts[key] = json.loads(value)
+        except json.JSONDecodeError:
+            fast_opts[key] = value
+    info["fast_opts"] = fast_opts
     print(f"# validation accuracy vs images seen, paper (batch 50) vs fast (batch {args.fast_batch})\n"
           f"# {json.dumps(info)}")
     common = dict(device=args.device, checkpoint_every_s=None, check_every=50, seed=args.seed)
@@ -163,7 +174,7 @@ def main(argv=None) -> int:
           + "   wall s: paper " + " ".join(f"{'fast/' + str(b):>9}" for b in batches))
     for name in args.nets.split(","):
         paper = run_paper(name, ds, budgets, args.seed, args.lr, common)
-        fast = {fb: run_fast(name, ds, fast_budgets, args.seed, args.lr, fb, common) for fb in batches}
+        fast = {fb: run_fast(name, ds, fast_budgets, args.seed, args.lr, fb, common, fast_opts) for fb in batches}
         none = {"accuracy": None, "outcome": "not measured (--fast-budgets)"}
         for fb in batches:
             fast[fb] = {b: fast[fb].get(b, none) for b in budgets}

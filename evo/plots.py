@@ -154,9 +154,8 @@ def compare_runs_table(histories: Sequence[History], axis: str = "time", points:
         curves.append(y)
         b = h.best()
         reached = None
-        if b is not None and len(c.x):
-            k = int(np.argmax(c.ids == b.id))
-            reached = float(c.x[k])
+        if b is not None and len(c.x):  # when the best accuracy was first reached (a tie: by the first)
+            reached = float(c.x[int(np.argmax(c.y >= b.fitness))])
         hours = (max((r.finished_at or 0) for r in h.individuals) - h.t0) / 3600.0 if len(h) else 0.0
         runs.append({"label": lab, "popdir": h.root, "individuals": len(h),
                      "best_fitness": None if b is None else b.fitness, "best_id": None if b is None else b.id,

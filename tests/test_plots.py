@@ -37,6 +37,10 @@ def test_compare_runs(population, tmp_path):
     tab = plots.compare_runs_table([h, h], "time", points=50)
     assert np.allclose(tab["std"][~np.isnan(tab["std"])], 0.0)
     assert tab["final_mean"] == h.best().fitness and tab["final_std"] == 0.0
+    # the best accuracy is first reached where the best-so-far curve first stands at it
+    c = h.best_so_far("time")
+    first = min(x for x, y in zip(c.x, c.y) if y == h.best().fitness)
+    assert [r["best_reached_at"] for r in tab["runs"]] == [first, first]
     for axis in ("time", "flops"):
         out = tmp_path / f"cmp-{axis}.png"
         plots.compare_runs_figure([population, other, h], axis, path=out, labels=["real", "fake", "again"])

@@ -1,9 +1,10 @@
 """The training settings (torch-free): what the trainer does, checked before any worker starts.
 
 :class:`TrainConfig` says how a child is trained; the learning rate is part of the DNA (Real et al. 2017), except
-in a search space whose genome carries none (the cell space of Real et al. 2019): there it is the setting ``lr``. The population layer stores a population's settings as a plain dict (``config.train``)
-and checks it at ``evo init`` with :func:`check_train_settings`, so that a typo fails once on the login node
-instead of in every worker. This module imports no torch.
+in a search space whose genome carries none (the cell space of Real et al. 2019): there it is the setting
+``lr``. The population layer stores a population's settings as a plain dict (``config.train``) and checks it
+at ``evo init`` with :func:`check_train_settings`, so that a typo fails once on the login node instead of in
+every worker. This module imports no torch.
 
 Two recipes (``recipe``):
 

@@ -5,8 +5,8 @@ learning rate taken from the DNA, standard augmentation (4-pixel pad + random cr
 is the validation accuracy, measured once at the end. The fast recipe (``recipe="fast"``, see
 :mod:`evo.network.settings`) adds label smoothing, Nesterov momentum, a warm-up and decay of the learning rate
 within the child's own steps (scaled with the batch size), a moving average of the weights that is what gets
-evaluated and kept, alternating flips, no crop in the first epoch and test-time flip averaging. Its fitness is the same measure
-(validation accuracy); :class:`TrainResult` says which recipe and which step ran.
+evaluated and kept, alternating flips, no crop in the first epoch and test-time flip averaging. Its fitness is
+the same measure (validation accuracy); :class:`TrainResult` says which recipe and which step ran.
 
 How it is fast: the uint8 data set sits on the device once (:func:`evo.network.data.to_device`); each step
 takes its batch as one gather from a padded copy of the training images (selection, crop and flip at once,

@@ -62,6 +62,11 @@ def three_convs(skip: bool = False) -> DNA:
                input_shape=SHAPE, next_id=8).validate()
 
 
+def takes_over_batch_norm(dna: DNA, e: Edge) -> bool:
+    """A BN-ReLU vertex inserted after ``e`` can take its destination's batch norm."""
+    return e.is_conv and dna.vertex(e.dst).type is VertexType.BN_RELU and len(dna.in_edges(e.dst)) == 1
+
+
 def test_random_mutation_chains_keep_the_function_where_reported():
     """Random chains over random DNAs: every exact report holds to 1e-4, non-preserving ones say so."""
     g = torch.Generator().manual_seed(0)
@@ -93,7 +98,9 @@ def test_random_mutation_chains_keep_the_function_where_reported():
                       or (name in ("INSERT-CONVOLUTION", "INSERT-ONE-TO-ONE")
                           and detail.get("stride", 1) == 1 and detail["vertex_type"] == "LINEAR")
                       or (name in ("WIDEN", "ALTER-NUMBER-OF-CHANNELS") and detail["to"] > detail["from"]
-                          and not any(e.skip for e in dna.edges)))
+                          and not any(e.skip for e in dna.edges))
+                      or (name in ("INSERT-CONVOLUTION", "INSERT-ONE-TO-ONE") and detail.get("stride", 1) == 1
+                          and takes_over_batch_norm(dna, dna.edge(detail["after_edge"]))))
             if always:
                 assert report["exact"] and verdict, (name, detail, report["changes"])
             dna = child
@@ -221,6 +228,48 @@ def test_deepen_is_an_identity_convolution_with_a_self_undoing_batch_norm():
     assert (var > 0).all() and (mean > 0).all()  # the statistics of a ReLU's output
     torch.testing.assert_close(cstate[f"{key}.weight"], torch.sqrt(var + 1e-5))
     torch.testing.assert_close(cstate[f"{key}.bias"], mean)
+
+
+def test_a_batch_norm_relu_inserted_after_a_convolution_takes_over_its_consumer_batch_norm():
+    """INSERT-ONE-TO-ONE / INSERT-CONVOLUTION (stride 1) with a BN-ReLU vertex w on u -conv-> v, where v
+    (BN-ReLU) has no other input: w takes v's batch norm and v's becomes the identity of a ReLU output."""
+    dna = three_convs()
+    state = trained(dna, 12)
+    x = torch.randn(4, *SHAPE)
+    for new_edge in (Edge(9, 8, 2, EdgeType.IDENTITY),
+                     Edge(9, 8, 2, EdgeType.CONV, channels=6, kernel=(3, 3), stride=1)):
+        moved = dataclasses.replace(dna.edge(5), dst=8)  # u=1 -conv e5-> w=8 -new-> v=2
+        child = dna.replace(vertices=dna.vertices + (Vertex(8, VertexType.BN_RELU),),
+                            edges=tuple(moved if e.id == 5 else e for e in dna.edges) + (new_edge,),
+                            next_id=10).validate()
+        cstate, report = preserve_function(dna, state, child, noise=0.0)
+        assert report["exact"], report["changes"]
+        assert (logits(child, cstate, x) - logits(dna, state, x)).abs().max().item() < 1e-4
+        for f in ("weight", "bias", "running_mean", "running_var"):
+            torch.testing.assert_close(cstate[f"bns.v8.{f}"], state[f"bns.v2.{f}"])
+        var, mean = cstate["bns.v2.running_var"], cstate["bns.v2.running_mean"]
+        assert (mean > 0).all()
+        torch.testing.assert_close(cstate["bns.v2.weight"], torch.sqrt(var + 1e-5))
+        torch.testing.assert_close(cstate["bns.v2.bias"], mean)
+
+
+def test_a_trained_gate_of_either_sign_is_not_taken_for_a_non_negative_input():
+    """v1 (BN-ReLU) reaches the linear output through a gated skip trained to a negative value: a
+    BN-ReLU inserted after the output reads a signed sum and must not be reported exact."""
+    dna = three_convs(skip=True)
+    dna = dna.with_edges(dataclasses.replace(e, gate=True) if e.id == 7 else e for e in dna.edges)
+    six = Edge(6, 2, 3, EdgeType.IDENTITY)  # out = v2 + gate * v1: both ReLU outputs, the gate signed
+    dna = dna.with_edges(six if e.id == 6 else e for e in dna.edges).validate()
+    state = trained(dna, 13)
+    state["gates.e7"] = torch.tensor([-1.5])
+    x = torch.randn(4, *SHAPE)
+    # a new BN-ReLU vertex behind the gated sum
+    tail = Edge(9, 3, 8, EdgeType.IDENTITY)
+    child = dna.replace(vertices=dna.vertices + (Vertex(8, VertexType.BN_RELU),), edges=dna.edges + (tail,),
+                        output_vertex=8, next_id=10).validate()
+    cstate, report = preserve_function(dna, state, child, noise=0.0)
+    diff = (logits(child, cstate, x) - logits(dna, state, x)).abs().max().item()
+    assert not report["exact"] and diff > 1e-3
 
 
 def test_larger_filter_is_zero_padded():

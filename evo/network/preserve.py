@@ -7,6 +7,9 @@ the parent's function wherever the mutations allow it:
   vertex behind it has its batch norm set to undo itself (``gamma = sqrt(var + eps)``, ``beta = mean``,
   with running statistics estimated from the parent's batch norms), exact where its input is
   non-negative (after a ReLU); a new one-to-one vertex is the identity;
+* a new BN-ReLU vertex ``w`` inserted between a convolution and the BN-ReLU vertex ``v`` it fed
+  alone (INSERT-ONE-TO-ONE, INSERT-CONVOLUTION): ``w`` takes ``v``'s batch norm, and ``v``'s, which
+  now reads a ReLU output, undoes itself;
 * more output channels (Net2Wider): new channels copy random existing ones (weights, batch-norm
   parameters and statistics), every consumer divides the copied channels' incoming weights by their
   number of copies; optional small noise on the copied filters only breaks the symmetry;
@@ -45,7 +48,8 @@ DEFAULT_NOISE = 0.01
 # A value is one channel of an activation as a sum of parent atoms: a sorted tuple of
 # (atom, multiplicity); () is an exact zero and None an unknown value.  An atom is
 # (kind, owner id, channel, resize history): kind "A" = a vertex's activation (a BN-ReLU
-# output or an image channel), "E" = a convolution edge's output.
+# output or an image channel), "E" = a convolution edge's output, "G" = a gated skip's output
+# (its input channel times the trained gate, whose sign is not known).
 Atom = tuple[str, int, int, tuple[tuple[int, int], ...]]
 Value = tuple[tuple[Atom, int], ...] | None
 
@@ -101,7 +105,12 @@ def _parent_values(dna: DNA) -> tuple[dict[int, list[Value]], dict[int, list[Val
         terms = []
         for e in _in_edges(dna, vid):
             oc, oh, ow = edge_output_shape(e, shapes[e.src])
-            vals = [_atom("E", e.id, i) for i in range(oc)] if e.is_conv else post[e.src]
+            if e.is_conv:
+                vals = [_atom("E", e.id, i) for i in range(oc)]
+            elif e.gate:  # a trained gate scales its input by a scalar of either sign
+                vals = [_atom("G", e.id, i) for i in range(oc)]
+            else:
+                vals = post[e.src]
             terms.append(_reshape(vals, (oh, ow), c, (h, w)))
         pre[vid] = [_add([t[i] for t in terms]) for i in range(c)]
         post[vid] = [_atom("A", vid, i) for i in range(c)] if vid in bns else pre[vid]
@@ -185,6 +194,12 @@ class _Builder:
             self.built.append(name)
             self.exact_edges.add(e.id)
             return [()] * len(src)
+        if e.gate:  # the parent's gated skip: its channels where the input carries the parent's
+            index = {v: i for i, v in enumerate(self.p_post[self.p_edges[e.id].src])}
+            out = [_atom("G", e.id, index[v]) if v is not None and v in index else None for v in src]
+            if all(v is not None for v in out):
+                self.exact_edges.add(e.id)
+            return out
         if not e.is_conv:
             if all(v is not None for v in src):
                 self.exact_edges.add(e.id)
@@ -268,8 +283,8 @@ class _Builder:
         for j, v in enumerate(pre):
             match = self.pre_index.get(v, []) if v is not None else []
             own = [m for m in match if m[0] == vid]
-            if vid not in self.p_vertices and not own and self._non_negative(v):
-                # a new BN-ReLU on a non-negative input: the identity, relu(x) = x
+            if not own and self._non_negative(v) and self._may_be_identity(vid, j, v):
+                # relu(x) = x on a non-negative input: a batch norm that undoes itself
                 mean, var = self._stats(v)
                 t["running_mean"][j], t["running_var"][j] = mean, var
                 t["weight"][j], t["bias"][j] = math.sqrt(var + bn.eps), mean
@@ -288,6 +303,14 @@ class _Builder:
                 self.state[f"{key}.{f}"] = t[f]
                 self.built.append(f"{key}.{f}")
         return post
+
+    def _may_be_identity(self, vid: int, channel: int, v: Value) -> bool:
+        """A new BN-ReLU vertex, or a parent's whose input already carries its parent output (its
+        batch norm moved to a BN-ReLU vertex inserted in front of it), may become the identity."""
+        if vid not in self.p_vertices:
+            return True
+        parent = self.p_post.get(vid, [])
+        return channel < len(parent) and v == parent[channel]
 
     def _non_negative(self, v: Value) -> bool:
         return v is not None and all(k == "A" and o in self.p_bns for (k, o, _, _), _ in v)

@@ -22,6 +22,7 @@ import math
 import os
 import platform
 import socket
+import textwrap
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -109,7 +110,8 @@ def experiments_figure(groups: dict[str, list[Any]], axis: str, title: str, path
 
     fig = Figure(figsize=(9, 5.5), dpi=100)
     FigureCanvasAgg(fig)
-    fig.subplots_adjust(left=0.09, right=0.98, bottom=0.1, top=0.93)
+    lines = textwrap.wrap(title, 100) or [""]  # a long suite title on two lines rather than cut off
+    fig.subplots_adjust(left=0.09, right=0.98, bottom=0.1, top=0.93 if len(lines) == 1 else 0.89)
     ax = fig.add_subplot(1, 1, 1)
     tabs = {name: plots.compare_runs_table(hs, axis) for name, hs in groups.items() if hs}
     top = max((float(t["grid"][-1]) for t in tabs.values() if len(t["grid"])), default=0.0)
@@ -133,7 +135,7 @@ def experiments_figure(groups: dict[str, list[Any]], axis: str, title: str, path
         ax.fill_between(g[keep], t["min"][keep], t["max"][keep], color=c, alpha=0.15, linewidth=0)
     ax.set_xlabel(f"{unit} spent" if axis == "flops" else "wall-clock time (hours)")
     ax.set_ylabel("best validation accuracy so far")
-    ax.set_title(title, fontsize=11)
+    ax.set_title("\n".join(lines), fontsize=11)
     ax.grid(True, alpha=0.3)
     if tabs:
         ax.legend(loc="lower right", fontsize=8, framealpha=0.9)

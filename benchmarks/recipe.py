@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from networks import NETWORKS  # noqa: E402
 
+from evo.cli.group import UserError, parse_kv  # noqa: E402
 from evo.network.data import Dataset, load_dataset  # noqa: E402
 from evo.network.evaluation import evaluate_split  # noqa: E402
 from evo.network.real2017 import build_model  # noqa: E402
@@ -158,13 +159,10 @@ def main(argv=None) -> int:
             "torch": torch.__version__, "fast_batch": args.fast_batch, "budgets": budgets,
             "load_s": round(time.perf_counter() - t, 1)}
     batches = [int(b) for b in args.fast_batch.split(",")]
-    fast_opts = {}
-    for kv in args.fast_opt:
-        key, _, value = kv.partition("=")
-        try:
-            fast_opts[key] = json.loads(value)
-        except json.JSONDecodeError:
-            fast_opts[key] = value
+    try:
+        fast_opts = parse_kv(tuple(args.fast_opt), "--fast-opt")
+    except UserError as exc:
+        ap.error(exc.message)
     info["fast_opts"] = fast_opts
     print(f"# validation accuracy vs images seen, paper (batch 50) vs fast (batch {args.fast_batch})\n"
           f"# {json.dumps(info)}")
